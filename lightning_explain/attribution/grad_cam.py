@@ -1,0 +1,61 @@
+"""Grad-CAM: gradient-weighted class activation maps (Selvaraju et al., 2017)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_explain.attribution._layers import LayerSpec, resolve_layer
+from lightning_explain.attribution._pass import check_inputs, gradient_pass
+from lightning_explain.attribution._targets import TargetSpec
+
+
+def check_spatial_inputs(inputs: Tensor) -> None:
+    """Raise unless ``inputs`` are images (N, C, H, W), the only inputs Grad-CAM maps back onto."""
+    if inputs.ndim != 4:
+        raise ValueError(
+            f"Grad-CAM maps a layer back onto images (N, C, H, W); got inputs of shape {tuple(inputs.shape)}. "
+            "Drop 'grad_cam' from methods for non-image inputs."
+        )
+
+
+def grad_cam_from_activation(activation: Tensor, activation_grad: Tensor, size: tuple[int, int]) -> Tensor:
+    """``ReLU(sum_k mean_ij(dS/dA_k) * A_k)``, upsampled bilinearly to ``size``: (N, H, W), float32."""
+    if activation.ndim != 4:
+        raise ValueError(
+            f"Grad-CAM needs a layer with spatial output (N, C, H, W); the chosen layer returns shape "
+            f"{tuple(activation.shape)}. Pick an earlier layer with layer=..."
+        )
+    activation, activation_grad = activation.float(), activation_grad.float()
+    weights = activation_grad.mean(dim=(2, 3), keepdim=True)
+    cam = (weights * activation).sum(dim=1, keepdim=True).relu()
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+    return cam[:, 0]
+
+
+def grad_cam(model: nn.Module, inputs: Tensor, target: TargetSpec = None, layer: LayerSpec = None) -> Tensor:
+    """Grad-CAM heatmap at a layer's output, upsampled to the input size, not normalised.
+
+    Equal to Captum's ``LayerGradCam(model, layer).attribute(x, target=t, relu_attributions=True)``
+    followed by ``F.interpolate(..., mode="bilinear", align_corners=False)``, also when an
+    in-place op such as ``ReLU(inplace=True)`` follows the layer. Computed in eval mode; the
+    model and ``inputs`` are left exactly as found.
+
+    Args:
+        model: a classifier returning logits (N, K).
+        inputs: a batch of images (N, C, H, W).
+        target: ``None`` = the predicted class, an ``int``, or a LongTensor (N,).
+        layer: a submodule, its dotted name, or ``None`` for the last spatial layer
+            (see :func:`~lightning_explain.attribution.find_target_layer`).
+
+    Returns:
+        A float32 tensor (N, H, W) on the inputs' device.
+
+    Example:
+        >>> heat = grad_cam(model, images, layer="features.4")  # doctest: +SKIP
+    """
+    check_inputs(inputs, need_float=False)
+    check_spatial_inputs(inputs)
+    name, module = resolve_layer(model, layer, inputs)
+    result = gradient_pass(model, inputs, target, layer=module, layer_name=name, input_grad=False)
+    return grad_cam_from_activation(result.activation, result.activation_grad, tuple(inputs.shape[2:]))
