@@ -70,9 +70,7 @@ class GradientPass:
 def check_inputs(inputs: object, *, need_float: bool) -> Tensor:
     """Raise a clear error unless ``inputs`` is a batched tensor a method can explain."""
     if not isinstance(inputs, Tensor):
-        raise TypeError(
-            f"inputs must be a torch.Tensor batch of shape (N, ...), got {type(inputs).__name__}."
-        )
+        raise TypeError(f"inputs must be a torch.Tensor batch of shape (N, ...), got {type(inputs).__name__}.")
     if inputs.ndim < 2 or inputs.shape[0] == 0:
         raise ValueError(
             f"inputs must be a non-empty batch of shape (N, ...) with N >= 1, got shape {tuple(inputs.shape)}."

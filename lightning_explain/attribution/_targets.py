@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from torch import Tensor
 
-TargetSpec = Union[None, int, Tensor]
+TargetSpec = int | Tensor | None
 """``None`` = the predicted class; an ``int`` = that class for every sample; a ``LongTensor`` (N,)."""
 
 

@@ -66,9 +66,7 @@ def compute_explanation(
     if need_layer:
         check_spatial_inputs(inputs)
         name, module = resolve_layer(model, layer, inputs)
-    result = gradient_pass(
-        model, inputs, target, layer=module, layer_name=name or "", input_grad=need_input_grad
-    )
+    result = gradient_pass(model, inputs, target, layer=module, layer_name=name or "", input_grad=need_input_grad)
     maps: dict[str, Tensor] = {}
     for method in methods:
         if method == "saliency":
