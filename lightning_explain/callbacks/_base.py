@@ -1,0 +1,91 @@
+"""What the callbacks share: argument checks, the probe, one event per step, fault isolation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback
+
+from lightning_explain.callbacks._log_writer import LogWriter, WarnOnce
+from lightning_explain.probe import Probe, UnpackBatch, check_probe_argument, select_probe
+
+
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int >= 1 (or None when allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        also = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive int{also}, got {value!r}.")
+
+
+class ProbeEventCallback(Callback):
+    """A callback that computes something on a fixed probe batch at scheduled steps.
+
+    Subclasses call :meth:`_prepare_probe` in ``on_train_start`` and :meth:`_event` when their
+    schedule fires. Events are deduplicated by ``trainer.global_step`` (two schedules firing
+    at one step give one event), run on global rank zero only, and after fit start a failure
+    inside an event is a warning: the event is skipped and training goes on.
+    """
+
+    def __init__(self, *, probe: Any, probe_size: int, unpack_batch: UnpackBatch | None) -> None:
+        check_positive_int("probe_size", probe_size)
+        if unpack_batch is not None and not callable(unpack_batch):
+            raise ValueError(f"unpack_batch must be callable (batch -> (inputs, targets)), got {unpack_batch!r}.")
+        self._user_probe = check_probe_argument(probe)
+        self.probe_size = probe_size
+        self.unpack_batch = unpack_batch
+        self._probe: Probe | None = None  # on the CPU: what state_dict saves
+        self._device_probe: Probe | None = None
+        self._last_event_step: int | None = None
+        self._writer: LogWriter | None = None
+        self._warn = WarnOnce(type(self).__name__)
+
+    @property
+    def probe(self) -> Probe | None:
+        """The fixed probe batch on the training device, once training has started."""
+        return self._device_probe
+
+    def _setup_writer(self, trainer: Any, *, needs_images: bool) -> None:
+        self._writer = LogWriter.for_trainer(trainer, type(self).__name__, needs_images=needs_images)
+
+    def _prepare_probe(self, trainer: Any, pl_module: Any) -> Probe:
+        """Choose the probe once per run (or keep the one restored from a checkpoint); move it to the device."""
+        if self._probe is None:
+            probe = self._user_probe or select_probe(trainer, self.probe_size, self.unpack_batch)
+            self._probe = Probe(probe.inputs.cpu(), None if probe.targets is None else probe.targets.cpu())
+        self._device_probe = self._probe.to(pl_module.device)
+        return self._device_probe
+
+    def _event(self, trainer: Any, run: Callable[[int], None]) -> None:
+        """Run ``run(step)`` once for this global step, on rank zero, never raising into training."""
+        step = trainer.global_step
+        if step == self._last_event_step:
+            return
+        self._last_event_step = step
+        if not trainer.is_global_zero:
+            return
+        try:
+            with torch.no_grad():
+                run(step)
+        except Exception as error:  # noqa: BLE001 - an explanation must never stop training
+            self._warn(
+                type(error).__name__,
+                f"skipped the event at step {step} after {type(error).__name__}: {error}. Training continues; "
+                "later events are tried again (this warning is shown once per kind of error).",
+            )
+
+    def _base_state(self) -> dict[str, Any]:
+        probe = self._probe
+        return {
+            "last_event_step": self._last_event_step,
+            "probe_inputs": None if probe is None else probe.inputs,
+            "probe_targets": None if probe is None else probe.targets,
+        }
+
+    def _load_base_state(self, state: dict[str, Any]) -> None:
+        self._last_event_step = state.get("last_event_step")
+        if state.get("probe_inputs") is not None:
+            self._probe = Probe(state["probe_inputs"], state.get("probe_targets"))

@@ -1,0 +1,214 @@
+"""ExplainCallback: saliency and Grad-CAM of a fixed probe batch, in TensorBoard, during training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor, nn
+
+from lightning_explain.attribution import Explanation, compute_explanation, resolve_layer
+from lightning_explain.attribution.explain import check_methods
+from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.map_statistics import spearman, top_mass
+from lightning_explain.rendering import COLOR_SCALES, COLORMAPS, render_explanation_grid
+
+TargetChoice = Literal["label", "predicted"] | int | None
+
+
+class ExplainCallback(ProbeEventCallback):
+    """Log saliency maps and Grad-CAM heatmaps of a fixed probe batch while a model trains.
+
+    At a baseline event before the first optimizer step (step 0), then every
+    ``every_n_epochs`` epochs and/or ``every_n_steps`` steps, the callback explains the
+    probe batch on the training device, in eval mode, without changing training, and logs
+    at ``trainer.global_step``:
+
+    - ``{prefix}/{method}`` (image): a grid of the probe inputs, each beside its heatmap
+      overlaid in a colormap; when the probe has labels, a strip above each sample is green
+      where the model predicts it right and red where it is wrong;
+    - ``{prefix}/{method}/concentration``: share of attribution in the top 10% of pixels
+      (0.1 = spread evenly, 1 = all in a few pixels), mean over the probe;
+    - ``{prefix}/{method}/change``: 1 − Spearman rank correlation with the previous event's
+      maps (0 = the model looks at the same places, 1 = unrelated), mean over the probe;
+    - ``{prefix}/{method}/mean``: the mean attribution value (the maps' raw magnitude);
+    - ``{prefix}/probe_accuracy``: accuracy on the probe, when it has labels.
+
+    Args:
+        probe: ``None`` = the first ``probe_size`` samples of the validation data, else of the
+            training data; or a tensor of inputs; or an ``(inputs, targets)`` pair.
+        probe_size: how many samples to take when ``probe`` is None.
+        methods: names from :data:`lightning_explain.attribution.GRADIENT_METHODS`.
+        layer: Grad-CAM's layer: a dotted module name, a module, or ``None`` = the last spatial
+            layer before global pooling.
+        target: which class to explain: ``"label"`` (the probe's labels), ``"predicted"``, a
+            class index, or ``None`` = the label when the probe has labels, else the prediction.
+        every_n_steps: also log every this many optimizer steps (``None`` = off).
+        every_n_epochs: log at the end of every this many epochs (``None`` = off).
+        color_scale: ``"per_image"`` (default): each heatmap min-max normalised on its own, so its
+            shape is always readable. ``"fixed"``: one scale per method for the whole run, set at
+            the first event (the 99th percentile of its values) and saved in checkpoints, so growth
+            and decay of the maps show as brightening and fading (values above it saturate).
+        colormap: one of ``"inferno"``, ``"viridis"``, ``"turbo"``, ``"gray"``.
+        overlay_alpha: the heatmap's weight over the input image, in [0, 1].
+        unpack_batch: turns a batch of your dataloader into ``(inputs, targets or None)``; the
+            default understands tensors, ``(inputs, targets, ...)`` tuples and common dict keys.
+        prefix: the logging namespace.
+
+    Example::
+
+        trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[ExplainCallback(every_n_steps=100)])
+        trainer.fit(model, datamodule=dm)  # then: tensorboard --logdir logs
+    """
+
+    def __init__(
+        self,
+        *,
+        probe: Any = None,
+        probe_size: int = 8,
+        methods: Sequence[str] = ("saliency", "grad_cam"),
+        layer: str | nn.Module | None = None,
+        target: TargetChoice = None,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = 1,
+        color_scale: Literal["per_image", "fixed"] = "per_image",
+        colormap: str = "inferno",
+        overlay_alpha: float = 0.5,
+        unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        prefix: str = "explain",
+    ) -> None:
+        super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        self.methods = check_methods(methods)
+        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
+        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
+        if target not in (None, "label", "predicted") and (isinstance(target, bool) or not isinstance(target, int)):
+            raise ValueError(f"target must be 'label', 'predicted', a class index or None, got {target!r}.")
+        if isinstance(target, int) and target < 0:
+            raise ValueError(f"target must be a class index >= 0, got {target}.")
+        if color_scale not in COLOR_SCALES:
+            raise ValueError(f"color_scale must be one of {list(COLOR_SCALES)}, got {color_scale!r}.")
+        if colormap not in COLORMAPS:
+            raise ValueError(f"colormap must be one of {sorted(COLORMAPS)}, got {colormap!r}.")
+        if not 0 <= overlay_alpha <= 1:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {overlay_alpha!r}.")
+        if layer is not None and not isinstance(layer, (str, nn.Module)):
+            raise ValueError(f"layer must be a module name, a module or None, got {type(layer).__name__}.")
+        self.layer = layer
+        self.target = target
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs
+        self.color_scale = color_scale
+        self.colormap = colormap
+        self.overlay_alpha = overlay_alpha
+        self.prefix = prefix
+        self._layer_module: nn.Module | None = None
+        self._target_mode: str | int = "predicted"
+        self._fixed_scales: dict[str, float] = {}
+        self._previous_maps: dict[str, Tensor] = {}
+
+    @property
+    def state_key(self) -> str:
+        layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
+        return self._generate_state_key(methods=self.methods, layer=layer, prefix=self.prefix)
+
+    # ----------------------------------------------------------------------------------- hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            self._setup_writer(trainer, needs_images=True)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Choose the probe and explain it once (a dry run that stops ``fit`` on bad configuration)."""
+        probe = self._prepare_probe(trainer, pl_module)
+        self._target_mode = self._resolve_target_mode(probe.targets)
+        if "grad_cam" in self.methods:
+            _, self._layer_module = resolve_layer(pl_module, self.layer, probe.inputs)
+        with torch.no_grad():
+            explanation = self._explain(pl_module)
+        if trainer.global_step == 0 and self._last_event_step is None:
+            self._event(trainer, lambda step: self._log(explanation, step))
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._event(trainer, lambda step: self._log(self._explain(pl_module), step))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._event(trainer, lambda step: self._log(self._explain(pl_module), step))
+
+    # ------------------------------------------------------------------------------- the event
+    def _resolve_target_mode(self, targets: Tensor | None) -> str | int:
+        if self.target is None:
+            return "label" if targets is not None else "predicted"
+        if self.target == "label" and targets is None:
+            raise MisconfigurationException(
+                "ExplainCallback(target='label') needs a probe with class labels, but the probe has none. "
+                "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
+            )
+        return self.target
+
+    def _explain(self, pl_module: Any) -> Explanation:
+        probe = self._device_probe
+        target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
+        return compute_explanation(pl_module, probe.inputs, target, self._layer_module, self.methods)
+
+    def _log(self, explanation: Explanation, step: int) -> None:
+        names: list[str] = []
+        values: list[Tensor] = []
+        images: dict[str, Tensor] = {}
+        targets = self._device_probe.targets
+        correct = None
+        if targets is not None and explanation.logits.ndim == 2:
+            correct = explanation.logits.argmax(dim=1) == targets
+        for method, maps in explanation.maps.items():
+            if not bool(torch.isfinite(maps).all()):
+                self._warn(f"nonfinite-{method}", f"{method} maps hold NaN or inf at step {step}; not logged.")
+                continue
+            if self._writer.can_log_images:
+                images[method] = render_explanation_grid(
+                    self._device_probe.inputs,
+                    maps,
+                    scale=self._scale_for(method, maps),
+                    colormap=self.colormap,
+                    alpha=self.overlay_alpha,
+                    correct=correct,
+                )
+            key = f"{self.prefix}/{method}"
+            names += [f"{key}/concentration", f"{key}/mean"]
+            values += [top_mass(maps).nanmean(), maps.mean()]
+            previous = self._previous_maps.get(method)
+            if previous is not None and previous.shape == maps.shape:
+                names.append(f"{key}/change")
+                values.append(1 - spearman(maps, previous.to(maps.device)).nanmean())
+            self._previous_maps[method] = maps
+        if correct is not None:
+            names.append(f"{self.prefix}/probe_accuracy")
+            values.append(correct.float().mean())
+        host_values = torch.stack(values).cpu().tolist() if values else []
+        scalars = {n: v for n, v in zip(names, host_values, strict=True) if v == v}  # drop NaN (undefined) values
+        for method, image in images.items():
+            self._writer.image(f"{self.prefix}/{method}", image.cpu().numpy(), step)
+        self._writer.scalars(scalars, step)
+
+    def _scale_for(self, method: str, maps: Tensor) -> str | float:
+        if self.color_scale == "per_image":
+            return "per_image"
+        if method not in self._fixed_scales:
+            reference = float(torch.quantile(maps.float().flatten(), 0.99))
+            if not reference > 0 or reference == float("inf"):
+                return "per_image"  # an all-zero first map sets no scale; try again at the next event
+            self._fixed_scales[method] = reference
+        return self._fixed_scales[method]
+
+    # ------------------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        state = self._base_state()
+        state["fixed_scales"] = dict(self._fixed_scales)
+        state["previous_maps"] = {m: t.cpu() for m, t in self._previous_maps.items()}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_base_state(state_dict)
+        self._fixed_scales = dict(state_dict.get("fixed_scales", {}))
+        self._previous_maps = dict(state_dict.get("previous_maps", {}))

@@ -1,0 +1,149 @@
+"""GradientNormMonitor: per-layer gradient norms as scalars and a histogram."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor, nn
+
+from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
+
+SOURCES = ("train", "probe")
+
+
+class GradientNormMonitor(ProbeEventCallback):
+    """Log the gradient norm of every layer (a module that owns parameters) and their total.
+
+    Per event, at ``trainer.global_step``: ``{prefix}/{source}/{layer}`` and
+    ``{prefix}/{source}/total`` scalars, and a ``{prefix}/{source}/layers`` histogram of the
+    per-layer norms. Layers without a gradient at that step (frozen, unused) are left out.
+
+    Args:
+        source: ``"train"``: the real training gradients, read in ``on_before_optimizer_step``
+            (after gradient accumulation and AMP unscaling). ``"probe"``: gradients of
+            ``loss_fn`` on a fixed probe batch, in eval mode, computed without touching ``.grad``
+            (a baseline event at step 0, then every ``every_n_steps`` steps).
+        every_n_steps: log every this many optimizer steps; ``None`` = ``trainer.log_every_n_steps``.
+        norm_type: the p of the p-norm (``float("inf")`` for the max norm).
+        probe: for ``source="probe"``: ``None`` = the first ``probe_size`` validation samples
+            (else training samples), or an ``(inputs, targets)`` pair.
+        probe_size: how many samples when ``probe`` is None.
+        loss_fn: ``loss_fn(logits, targets) -> loss`` for ``source="probe"``; cross-entropy by default.
+        unpack_batch: turns a batch into ``(inputs, targets)``; see :class:`ExplainCallback`.
+        log_histogram: whether to log the histogram of per-layer norms.
+        prefix: the logging namespace.
+
+    Example::
+
+        trainer = Trainer(callbacks=[GradientNormMonitor(every_n_steps=10)])
+    """
+
+    def __init__(
+        self,
+        *,
+        source: Literal["train", "probe"] = "train",
+        every_n_steps: int | None = None,
+        norm_type: float = 2.0,
+        probe: Any = None,
+        probe_size: int = 32,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        log_histogram: bool = True,
+        prefix: str = "grad_norm",
+    ) -> None:
+        super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}.")
+        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
+        if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
+            raise ValueError(f"norm_type must be a positive number or float('inf'), got {norm_type!r}.")
+        if loss_fn is not None and not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable (logits, targets) -> loss, got {loss_fn!r}.")
+        if source == "train" and probe is not None:
+            raise ValueError("probe= is only used with source='probe'; drop it or set source='probe'.")
+        self.source = source
+        self.every_n_steps = every_n_steps
+        self.norm_type = float(norm_type)
+        self.loss_fn = loss_fn
+        self.log_histogram = log_histogram
+        self.prefix = prefix
+        self._interval = every_n_steps or 1
+        self._layer_names: list[str] = []
+        self._owner: dict[nn.Parameter, int] = {}
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(source=self.source, norm_type=self.norm_type, prefix=self.prefix)
+
+    # ----------------------------------------------------------------------------------- hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            self._setup_writer(trainer, needs_images=False)
+            self._interval = self.every_n_steps or trainer.log_every_n_steps or 1
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._layer_names, self._owner = parameter_owners(pl_module)
+        if self.source != "probe":
+            return
+        probe = self._prepare_probe(trainer, pl_module)
+        if probe.targets is None:
+            raise MisconfigurationException(
+                "GradientNormMonitor(source='probe') needs a probe with targets for its loss, but the probe has "
+                "none. Pass probe=(inputs, targets), or unpack_batch= that returns targets."
+            )
+        grads, groups = self._probe_gradients(pl_module)  # a dry run: bad configuration stops fit here
+        if trainer.global_step == 0 and self._last_event_step is None:
+            self._event(trainer, lambda step: self._log(grads, groups, step))
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if self.source == "train" and trainer.global_step % self._interval == 0:
+            self._event(trainer, lambda step: self._log(*self._train_gradients(optimizer), step))
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.source == "probe" and trainer.global_step % self._interval == 0:
+            self._event(trainer, lambda step: self._log(*self._probe_gradients(pl_module), step))
+
+    # ------------------------------------------------------------------------------- the event
+    def _train_gradients(self, optimizer: Any) -> tuple[list[Tensor], list[int]]:
+        grads, groups = [], []
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is not None and parameter in self._owner:
+                    grads.append(parameter.grad)
+                    groups.append(self._owner[parameter])
+        return grads, groups
+
+    def _probe_gradients(self, pl_module: Any) -> tuple[list[Tensor], list[int]]:
+        parameters = [p for p in self._owner if p.requires_grad]
+        probe = self._device_probe
+        grads = probe_loss_gradients(pl_module, probe.inputs, probe.targets, parameters, self.loss_fn)
+        kept = [(g, self._owner[p]) for p, g in zip(parameters, grads, strict=True) if g is not None]
+        return [g for g, _ in kept], [i for _, i in kept]
+
+    def _log(self, grads: Sequence[Tensor], groups: Sequence[int], step: int) -> None:
+        if not grads:
+            return
+        layer_norms, total = grouped_norms(grads, groups, len(self._layer_names), self.norm_type)
+        present = sorted(set(groups))
+        values = torch.cat([layer_norms[present], total[None]]).cpu()  # the one host transfer
+        if not math.isfinite(values[-1]):
+            self._warn("nonfinite", f"gradients hold NaN or inf at step {step}; their norms are not logged.")
+            return
+        key = f"{self.prefix}/{self.source}"
+        scalars = {f"{key}/{self._layer_names[i]}": float(v) for i, v in zip(present, values[:-1], strict=True)}
+        scalars[f"{key}/total"] = float(values[-1])
+        self._writer.scalars(scalars, step)
+        if self.log_histogram:
+            self._writer.histogram(f"{key}/layers", values[:-1].numpy(), step)
+
+    # ------------------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        return self._base_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_base_state(state_dict)

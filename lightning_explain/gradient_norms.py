@@ -1,0 +1,81 @@
+"""Per-layer gradient norms without a host synchronisation per parameter.
+
+A "layer" is a module that owns parameters directly (``module.parameters(recurse=False)``).
+Norms of all gradients come from one ``torch._foreach_norm`` call and are combined per
+layer on the device, so an event costs one transfer of a small vector to the host.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_explain.attribution._pass import explanation_mode
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+"""``loss_fn(logits, targets) -> scalar loss``."""
+
+
+def parameter_owners(model: nn.Module) -> tuple[list[str], dict[nn.Parameter, int]]:
+    """The layers that own parameters, and a map from each parameter to its layer's index.
+
+    The root module's own parameters belong to a layer named ``"root"``; a parameter shared
+    by several modules belongs to the first of them in ``model.named_modules()`` order.
+    """
+    names: list[str] = []
+    owner: dict[nn.Parameter, int] = {}
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p not in owner]
+        if own:
+            for parameter in own:
+                owner[parameter] = len(names)
+            names.append(name or "root")
+    return names, owner
+
+
+def grouped_norms(
+    grads: Sequence[Tensor], groups: Sequence[int], num_groups: int, norm_type: float = 2.0
+) -> tuple[Tensor, Tensor]:
+    """Norms of gradients combined per group: ``(group_norms (num_groups,), total)``, float32.
+
+    The norm of a group is the ``norm_type``-norm of all its gradients concatenated; groups
+    with no gradient get 0. Equivalent to ``torch.linalg.vector_norm(torch.cat([g.flatten() ...]))``
+    per group, computed with one fused ``_foreach_norm``.
+    """
+    if not grads:
+        raise ValueError("grouped_norms needs at least one gradient.")
+    device = grads[0].device
+    norms = torch.stack([n.float().to(device) for n in _foreach_norm(list(grads), norm_type)])
+    index = torch.tensor(list(groups), device=device)
+    if math.isinf(norm_type):
+        group_norms = norms.new_zeros(num_groups).scatter_reduce(0, index, norms, reduce="amax")
+        return group_norms, norms.max()
+    powered = norms.pow(norm_type)
+    group_norms = norms.new_zeros(num_groups).index_add(0, index, powered).pow(1 / norm_type)
+    return group_norms, powered.sum().pow(1 / norm_type)
+
+
+def _foreach_norm(tensors: list[Tensor], norm_type: float) -> Sequence[Tensor]:
+    try:
+        return torch._foreach_norm(tensors, norm_type)
+    except (RuntimeError, TypeError):  # e.g. a norm order the fused kernel lacks
+        return [torch.linalg.vector_norm(t, norm_type) for t in tensors]
+
+
+def probe_loss_gradients(
+    model: nn.Module, inputs: Tensor, targets: Tensor, parameters: Sequence[nn.Parameter], loss_fn: LossFn | None = None
+) -> list[Tensor | None]:
+    """Gradients of the loss on a batch with respect to ``parameters``, without touching ``.grad``.
+
+    Computed in eval mode (no BatchNorm update, no dropout draw); the model is left as found.
+    ``loss_fn`` defaults to cross-entropy on ``(logits, targets)``.
+    """
+    loss_fn = loss_fn or F.cross_entropy
+    with explanation_mode(model, inputs.device):
+        loss = loss_fn(model(inputs.detach().clone()), targets)
+        grads = torch.autograd.grad(loss, list(parameters), allow_unused=True)
+    return [None if g is None else g.detach() for g in grads]

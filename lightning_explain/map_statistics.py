@@ -1,0 +1,60 @@
+"""Numbers that summarise attribution maps, worth plotting over a training run.
+
+All functions take maps (N, ...) and return one value per sample (N,), computed with
+tensor ops on the maps' device. Undefined values (an all-zero map, a constant map) are NaN
+so that callers can leave them out with ``nanmean``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def top_mass(maps: Tensor, fraction: float = 0.1) -> Tensor:
+    """Share of each map's total attribution held by its top ``fraction`` of pixels.
+
+    ``fraction`` for a uniform map, 1 when all attribution sits in the top pixels: how
+    concentrated the explanation is. NaN for an all-zero map.
+
+    Example:
+        >>> top_mass(torch.ones(1, 10, 10)).item()
+        0.1
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+    flat = maps.float().flatten(1).abs()
+    k = max(1, math.ceil(fraction * flat.shape[1]))
+    total = flat.sum(dim=1)
+    top = flat.topk(k, dim=1).values.sum(dim=1)
+    return torch.where(total > 0, top / total, torch.full_like(total, float("nan")))
+
+
+def average_ranks(values: Tensor) -> Tensor:
+    """Ranks 0 to P-1 of each row of (N, P), tied values sharing their average rank."""
+    ordered = values.sort(dim=1).values.contiguous()
+    values = values.contiguous()
+    low = torch.searchsorted(ordered, values, right=False)
+    high = torch.searchsorted(ordered, values, right=True)
+    return (low + high - 1).float() / 2
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation of each pair of rows of two (N, ...) tensors; NaN where a row is constant."""
+    a = a.float().flatten(1)
+    b = b.float().flatten(1)
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    denominator = a.norm(dim=1) * b.norm(dim=1)
+    numerator = (a * b).sum(dim=1)
+    return torch.where(denominator > 0, numerator / denominator, torch.full_like(numerator, float("nan")))
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman rank correlation of each pair of maps, ties handled by average ranks.
+
+    1 when both maps order pixels the same way, 0 when unrelated, -1 when reversed.
+    """
+    return pearson(average_ranks(a.float().flatten(1)), average_ranks(b.float().flatten(1)))

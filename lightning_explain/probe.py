@@ -1,0 +1,212 @@
+"""The probe: a small fixed batch, explained at every event of a run.
+
+Choosing it must not change training. Indexing a dataset or creating a DataLoader
+iterator can draw from the global random generators (a shuffling sampler, a random
+transform, the worker seed), so every draw happens inside :func:`preserved_global_rng`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+UnpackBatch = Callable[[Any], "tuple[Tensor, Tensor | None]"]
+"""Turns one batch from a DataLoader into ``(inputs, targets or None)``."""
+
+INPUT_KEYS = ("x", "input", "inputs", "image", "images", "pixel_values", "data")
+TARGET_KEYS = ("y", "label", "labels", "target", "targets")
+
+
+@dataclass
+class Probe:
+    """A fixed batch: ``inputs`` (N, ...) and integer class ``targets`` (N,) or ``None``."""
+
+    inputs: Tensor
+    targets: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Probe:
+        """The same probe on ``device``."""
+        targets = None if self.targets is None else self.targets.to(device)
+        return Probe(self.inputs.to(device), targets)
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+@contextlib.contextmanager
+def preserved_global_rng() -> Iterator[None]:
+    """Restore the torch (CPU and CUDA), NumPy and Python global random states on exit."""
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    torch_state = torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.random.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def default_unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
+    """Split a batch into ``(inputs, targets)`` for the common layouts.
+
+    - a tensor: inputs, no targets;
+    - a tuple or list: the first item is the inputs; the second is the targets when it is
+      an integer tensor of shape (N,);
+    - a dict: inputs under one of :data:`INPUT_KEYS`, targets under one of :data:`TARGET_KEYS`.
+
+    Targets that are not class indices (regression values, masks) are ignored.
+    """
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, Sequence) and not isinstance(batch, str) and batch and isinstance(batch[0], Tensor):
+        return batch[0], _class_targets(batch[1] if len(batch) > 1 else None, batch[0])
+    if isinstance(batch, Mapping):
+        inputs = next((batch[k] for k in INPUT_KEYS if isinstance(batch.get(k), Tensor)), None)
+        if inputs is not None:
+            targets = next((batch[k] for k in TARGET_KEYS if k in batch), None)
+            return inputs, _class_targets(targets, inputs)
+        raise ValueError(
+            f"Cannot find the model's inputs in a batch with keys {sorted(map(str, batch))}: expected one of "
+            f"{list(INPUT_KEYS)}. Pass unpack_batch=lambda batch: (inputs, targets) to the callback, "
+            "or pass the probe directly with probe=(inputs, targets)."
+        )
+    raise ValueError(
+        f"Cannot turn a batch of type {type(batch).__name__} into model inputs. Pass "
+        "unpack_batch=lambda batch: (inputs, targets) to the callback, or pass the probe directly "
+        "with probe=inputs or probe=(inputs, targets)."
+    )
+
+
+def _class_targets(targets: Any, inputs: Tensor) -> Tensor | None:
+    if (
+        isinstance(targets, Tensor)
+        and targets.ndim == 1
+        and targets.shape[0] == inputs.shape[0]
+        and not targets.is_floating_point()
+        and not targets.is_complex()
+        and targets.dtype != torch.bool
+    ):
+        return targets
+    return None
+
+
+def check_probe_argument(probe: Any) -> Probe | None:
+    """Validate a user-supplied ``probe=`` (a tensor or an ``(inputs, targets)`` pair)."""
+    if probe is None:
+        return None
+    if isinstance(probe, Tensor):
+        return Probe(probe.detach().clone())
+    if isinstance(probe, (tuple, list)) and len(probe) == 2 and isinstance(probe[0], Tensor):
+        inputs, targets = probe
+        if targets is not None:
+            if _class_targets(targets, inputs) is None:
+                raise ValueError(
+                    "probe=(inputs, targets) needs targets as an integer class-index tensor of shape (N,) "
+                    f"matching inputs; got {getattr(targets, 'dtype', type(targets).__name__)} of shape "
+                    f"{tuple(getattr(targets, 'shape', ()))} for inputs of shape {tuple(inputs.shape)}."
+                )
+            targets = targets.detach().clone()
+        return Probe(inputs.detach().clone(), targets)
+    raise ValueError(f"probe must be a tensor of inputs or an (inputs, targets) pair, got {type(probe).__name__}.")
+
+
+def probe_from_dataloader(dataloader: Any, size: int, unpack_batch: UnpackBatch | None = None) -> Probe:
+    """The first ``size`` samples of a DataLoader's dataset, collated and unpacked.
+
+    For a map-style dataset these are ``dataset[0]`` to ``dataset[size - 1]`` (the data's own
+    order, whatever the sampler's shuffling); otherwise the first batches the loader yields.
+    """
+    unpack = unpack_batch or default_unpack_batch
+    with preserved_global_rng():
+        if _indexable(dataloader):
+            inputs, targets = _unpack(unpack, _collate_first(dataloader, size))
+        else:
+            inputs, targets = _iterate_until(dataloader, size, unpack)
+    inputs = inputs[:size].detach().clone()
+    targets = None if targets is None else targets[:size].detach().clone()
+    return Probe(inputs, targets)
+
+
+def _indexable(dataloader: Any) -> bool:
+    dataset = getattr(dataloader, "dataset", None)
+    return (
+        isinstance(dataloader, DataLoader)
+        and dataloader.batch_sampler is not None  # automatic batching, so collate_fn takes a list of samples
+        and not isinstance(dataset, IterableDataset)
+        and hasattr(dataset, "__getitem__")
+        and hasattr(dataset, "__len__")
+    )
+
+
+def _collate_first(dataloader: DataLoader, size: int) -> Any:
+    dataset = dataloader.dataset
+    count = min(size, len(dataset))
+    if count == 0:
+        raise ValueError("The dataloader's dataset is empty, so no probe can be taken from it; pass probe=.")
+    return dataloader.collate_fn([dataset[i] for i in range(count)])
+
+
+def _iterate_until(dataloader: Any, size: int, unpack: UnpackBatch) -> tuple[Tensor, Tensor | None]:
+    all_inputs, all_targets, count = [], [], 0
+    for batch in dataloader:
+        inputs, targets = _unpack(unpack, batch)
+        all_inputs.append(inputs)
+        all_targets.append(targets)
+        count += inputs.shape[0]
+        if count >= size:
+            break
+    if not all_inputs:
+        raise ValueError("The dataloader yields no batches, so no probe can be taken from it; pass probe=.")
+    has_targets = all(t is not None for t in all_targets)
+    return torch.cat(all_inputs), torch.cat(all_targets) if has_targets else None
+
+
+def _unpack(unpack: UnpackBatch, batch: Any) -> tuple[Tensor, Tensor | None]:
+    result = unpack(batch)
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Tensor)):
+        raise ValueError(
+            "unpack_batch must return (inputs, targets) with inputs a tensor and targets a tensor or None; "
+            f"got {type(result).__name__}."
+        )
+    inputs, targets = result
+    return inputs, _class_targets(targets, inputs)
+
+
+def first_dataloader(dataloaders: Any) -> Any:
+    """The first loader of what ``trainer.train_dataloader`` / ``val_dataloaders`` return."""
+    if isinstance(dataloaders, Mapping):
+        return next(iter(dataloaders.values()), None)
+    if isinstance(dataloaders, Sequence):
+        return dataloaders[0] if dataloaders else None
+    return dataloaders
+
+
+def select_probe(trainer: Any, size: int, unpack_batch: UnpackBatch | None = None, source: str = "auto") -> Probe:
+    """Take the probe from the trainer's data: validation data if there is any, else training data.
+
+    Args:
+        trainer: a Lightning trainer inside ``fit`` (dataloaders set up: ``on_train_start`` or later).
+        size: how many samples.
+        unpack_batch: turns a batch into ``(inputs, targets)``; :func:`default_unpack_batch` if None.
+        source: ``"auto"`` (validation, else training), ``"val"`` or ``"train"``.
+    """
+    loaders = {"val": first_dataloader(trainer.val_dataloaders), "train": first_dataloader(trainer.train_dataloader)}
+    order = {"auto": ("val", "train"), "val": ("val",), "train": ("train",)}[source]
+    for name in order:
+        if loaders[name] is not None:
+            return probe_from_dataloader(loaders[name], size, unpack_batch)
+    raise ValueError(
+        f"No {' or '.join(order)} dataloader to take a probe from. Pass probe=inputs or probe=(inputs, targets)."
+    )
