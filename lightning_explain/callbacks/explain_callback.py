@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 
-from lightning_explain.attribution import Explanation, compute_explanation, resolve_layer
+from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.explain import check_methods
 from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
 from lightning_explain.map_statistics import spearman, top_mass
@@ -122,10 +122,11 @@ class ExplainCallback(ProbeEventCallback):
         """Choose the probe and explain it once (a dry run that stops ``fit`` on bad configuration)."""
         probe = self._prepare_probe(trainer, pl_module)
         self._target_mode = self._resolve_target_mode(probe.targets)
-        if "grad_cam" in self.methods:
-            _, self._layer_module = resolve_layer(pl_module, self.layer, probe.inputs)
+        self._layer_module = self.layer if isinstance(self.layer, nn.Module) else None
         with torch.no_grad():
-            explanation = self._explain(pl_module)
+            explanation = self._explain(pl_module, layer=self.layer)
+        if explanation.layer_name is not None:  # resolved once, reused at every event
+            self._layer_module = pl_module.get_submodule(explanation.layer_name)
         if trainer.global_step == 0 and self._last_event_step is None:
             self._event(trainer, lambda step: self._log(explanation, step))
 
@@ -148,10 +149,10 @@ class ExplainCallback(ProbeEventCallback):
             )
         return self.target
 
-    def _explain(self, pl_module: Any) -> Explanation:
+    def _explain(self, pl_module: Any, layer: str | nn.Module | None = None) -> Explanation:
         probe = self._device_probe
         target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
-        return compute_explanation(pl_module, probe.inputs, target, self._layer_module, self.methods)
+        return compute_explanation(pl_module, probe.inputs, target, layer or self._layer_module, self.methods)
 
     def _log(self, explanation: Explanation, step: int) -> None:
         names: list[str] = []
