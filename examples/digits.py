@@ -85,7 +85,7 @@ class DigitsCNN(LightningModule):
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-epochs", type=int, default=5)
+    parser.add_argument("--max-epochs", type=int, default=10)
     parser.add_argument("--logdir", default="logs", help="TensorBoard log directory (default: logs)")
     parser.add_argument("--every-n-steps", type=int, default=10, help="explanation events every N steps")
     parser.add_argument("--limit-train-batches", type=float, default=1.0)
