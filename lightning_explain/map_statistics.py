@@ -26,7 +26,7 @@ def top_mass(maps: Tensor, fraction: float = 0.1) -> Tensor:
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
     flat = maps.float().flatten(1).abs()
-    k = max(1, math.ceil(fraction * flat.shape[1]))
+    k = max(1, math.ceil(fraction * flat.shape[1] - 1e-9))  # 0.07 * 100 is 7.000000000000001
     total = flat.sum(dim=1)
     top = flat.topk(k, dim=1).values.sum(dim=1)
     return torch.where(total > 0, top / total, torch.full_like(total, float("nan")))
@@ -45,11 +45,12 @@ def pearson(a: Tensor, b: Tensor) -> Tensor:
     """Pearson correlation of each pair of rows of two (N, ...) tensors; NaN where a row is constant."""
     a = a.float().flatten(1)
     b = b.float().flatten(1)
+    # Test constancy on the values themselves: a constant row's float mean is not always exact.
+    defined = (a.amax(dim=1) > a.amin(dim=1)) & (b.amax(dim=1) > b.amin(dim=1))
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
-    denominator = a.norm(dim=1) * b.norm(dim=1)
-    numerator = (a * b).sum(dim=1)
-    return torch.where(denominator > 0, numerator / denominator, torch.full_like(numerator, float("nan")))
+    correlation = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))
+    return torch.where(defined, correlation, torch.full_like(correlation, float("nan")))
 
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:

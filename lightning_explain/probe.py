@@ -202,6 +202,8 @@ def select_probe(trainer: Any, size: int, unpack_batch: UnpackBatch | None = Non
         unpack_batch: turns a batch into ``(inputs, targets)``; :func:`default_unpack_batch` if None.
         source: ``"auto"`` (validation, else training), ``"val"`` or ``"train"``.
     """
+    if source not in ("auto", "val", "train"):
+        raise ValueError(f"source must be 'auto', 'val' or 'train', got {source!r}.")
     loaders = {"val": first_dataloader(trainer.val_dataloaders), "train": first_dataloader(trainer.train_dataloader)}
     order = {"auto": ("val", "train"), "val": ("val",), "train": ("train",)}[source]
     for name in order:

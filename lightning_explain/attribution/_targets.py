@@ -43,7 +43,8 @@ def select_targets(logits: Tensor, target: TargetSpec) -> Tensor | None:
         return select_targets(logits, int(target))
     if tuple(target.shape) != (n,):
         raise ValueError(f"A target tensor must have shape (N,) = ({n},), got {tuple(target.shape)}.")
-    target = target.to(device=logits.device, dtype=torch.long)
+    # A clone outside inference mode: a target made under torch.inference_mode() cannot index for backward.
+    target = target.to(device=logits.device, dtype=torch.long).clone()
     if bool(((target < 0) | (target >= k)).any()):
         raise ValueError(f"target holds class indices outside 0 to {k - 1}: {target.tolist()}.")
     return target
