@@ -307,3 +307,29 @@ def test_maps_logged_match_the_pure_function(tmp_path, monkeypatch):
         reference = explain(captured["model"], captured["inputs"], captured["target"], layer="features.3")
     for method, maps in reference.items():
         torch.testing.assert_close(captured["maps"][method], maps)
+
+
+def test_attribution_functions_work_inside_a_validation_step(tmp_path):
+    """Validation runs under no_grad inside fit and under inference_mode in trainer.validate."""
+    from lightning_explain.attribution import grad_cam, saliency
+
+    class ExplainsInValidation(LitCNN):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            assert not torch.is_grad_enabled()
+            maps = explain(self, x, y)
+            assert torch.equal(maps["saliency"], saliency(self, x, y))
+            assert torch.equal(maps["grad_cam"], grad_cam(self, x, y))
+            assert maps["saliency"].shape == (8, 12, 12) and maps["saliency"].abs().sum() > 0
+            self.seen.append(torch.is_inference_mode_enabled())
+
+    model = ExplainsInValidation()
+    run = trainer(tmp_path, [], max_epochs=1)
+    train_loader, val_loader = loaders()
+    run.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    run.validate(model, val_loader, verbose=False)
+    assert model.seen == [False, False, True, True]  # two batches in fit (no_grad), two in validate
