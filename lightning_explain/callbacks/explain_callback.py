@@ -122,7 +122,6 @@ class ExplainCallback(ProbeEventCallback):
         """Choose the probe and explain it once (a dry run that stops ``fit`` on bad configuration)."""
         probe = self._prepare_probe(trainer, pl_module)
         self._target_mode = self._resolve_target_mode(probe.targets)
-        self._layer_module = self.layer if isinstance(self.layer, nn.Module) else None
         with torch.no_grad():
             explanation = self._explain(pl_module, layer=self.layer)
         if explanation.layer_name is not None:  # resolved once, reused at every event
@@ -152,7 +151,8 @@ class ExplainCallback(ProbeEventCallback):
     def _explain(self, pl_module: Any, layer: str | nn.Module | None = None) -> Explanation:
         probe = self._device_probe
         target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
-        return compute_explanation(pl_module, probe.inputs, target, layer or self._layer_module, self.methods)
+        layer = self._layer_module if layer is None else layer
+        return compute_explanation(pl_module, probe.inputs, target, layer, self.methods)
 
     def _log(self, explanation: Explanation, step: int) -> None:
         names: list[str] = []
