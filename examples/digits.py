@@ -3,7 +3,7 @@
 Data: scikit-learn's bundled ``load_digits`` (1,797 real 8x8 scans of handwritten digits,
 no download), upsampled to 32x32. A few epochs on a CPU take about a minute.
 
-    python examples/digits.py            # then: tensorboard --logdir logs
+    python examples/digits.py            # then: tensorboard --logdir logs --samples_per_plugin images=1000
     python examples/digits.py --help     # options
 """
 
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"\nTrained {trainer.current_epoch} epochs ({trainer.global_step} steps) in {seconds:.0f} s: ", end="")
     print(", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())))
     print(f"Explanations, gradient norms and curves are in {Path(logger.log_dir).resolve()}")
-    print(f"See them with:  tensorboard --logdir {args.logdir}   (then open http://localhost:6006)")
+    print(f"See them with:  tensorboard --logdir {args.logdir} --samples_per_plugin images=1000")
+    print("then open http://localhost:6006 (Images: explanations per step; Scalars; Histograms)")
     return metrics
 
 
