@@ -149,7 +149,8 @@ def test_logger_without_images_warns_once_and_still_logs_scalars(tmp_path):
         (dict(layer="featurs.3"), r"featurs\.3.*Did you mean 'features\.3'"),
         (dict(target="label", probe=torch.randn(2, 1, 12, 12)), "needs a probe with class labels"),
         (dict(target=7), "out of range"),
-        (dict(probe=torch.randn(2, 1, 12)), r"images \(N, C, H, W\)"),
+        (dict(probe=torch.randn(2, 1, 12)), r"images and needs probe inputs of shape \(N, C, H, W\)"),
+        (dict(probe=torch.randn(2, 1, 12), methods=("saliency",)), r"needs probe inputs of shape \(N, C, H, W\)"),
     ],
 )
 def test_bad_configuration_stops_fit_before_the_first_step(tmp_path, kwargs, message):

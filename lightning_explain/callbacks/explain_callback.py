@@ -121,6 +121,11 @@ class ExplainCallback(ProbeEventCallback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe and explain it once (a dry run that stops ``fit`` on bad configuration)."""
         probe = self._prepare_probe(trainer, pl_module)
+        if probe.inputs.ndim != 4:
+            raise ValueError(
+                f"ExplainCallback draws heatmaps over images and needs probe inputs of shape (N, C, H, W); got "
+                f"{tuple(probe.inputs.shape)}. For custom batches, pass unpack_batch= or probe= with image inputs."
+            )
         self._target_mode = self._resolve_target_mode(probe.targets)
         with torch.no_grad():
             explanation = self._explain(pl_module, layer=self.layer)
