@@ -109,22 +109,32 @@ def test_target_choice(tmp_path, monkeypatch, target, expected):
             assert seen == expected
 
 
-def test_training_with_the_callback_ends_with_the_same_weights(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"accumulate_grad_batches": 2}, {"precision": "bf16-mixed"}])
+def test_training_with_the_callbacks_ends_with_the_same_weights(tmp_path, options):
     """Choosing the probe and explaining draws no random numbers and touches no state."""
+    from lightning_explain import GradientNormMonitor
 
-    def run(with_callback):
+    def run(callbacks):
         seed_everything(7)
         model = LitCNN()
-        callbacks = [ExplainCallback(every_n_steps=1)] if with_callback else []
         train_loader, val_loader = loaders()
-        run = trainer(tmp_path, callbacks, deterministic=True)
+        run = trainer(tmp_path, callbacks, deterministic=True, **options)
         run.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
-        return model.state_dict()
+        return model.state_dict(), run.optimizers[0].state_dict()["state"]
 
-    plain, explained = run(False), run(True)
+    plain, plain_optimizer = run([])
+    explained, explained_optimizer = run(
+        [
+            ExplainCallback(every_n_steps=1),
+            GradientNormMonitor(source="probe", every_n_steps=1),
+            GradientNormMonitor(every_n_steps=1),
+        ]
+    )
     assert plain.keys() == explained.keys()
-    for key in plain:
+    for key in plain:  # weights and BatchNorm statistics
         assert torch.equal(plain[key], explained[key]), key
+    for index, state in plain_optimizer.items():
+        assert torch.equal(state["momentum_buffer"], explained_optimizer[index]["momentum_buffer"])
 
 
 def test_no_logger_is_an_error_at_setup(tmp_path):
