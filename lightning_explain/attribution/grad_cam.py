@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec, resolve_layer
-from lightning_explain.attribution._pass import check_inputs, gradient_pass
+from lightning_explain.attribution._layers import LayerSpec
 from lightning_explain.attribution._targets import TargetSpec
 
 
@@ -54,8 +53,6 @@ def grad_cam(model: nn.Module, inputs: Tensor, target: TargetSpec = None, layer:
     Example:
         >>> heat = grad_cam(model, images, layer="features.4")  # doctest: +SKIP
     """
-    check_inputs(inputs, need_float=False)
-    check_spatial_inputs(inputs)
-    name, module = resolve_layer(model, layer, inputs)
-    result = gradient_pass(model, inputs, target, layer=module, layer_name=name, input_grad=False)
-    return grad_cam_from_activation(result.activation, result.activation_grad, tuple(inputs.shape[2:]))
+    from lightning_explain.attribution.explain import compute_explanation  # explain.py imports this module
+
+    return compute_explanation(model, inputs, target, layer, methods=("grad_cam",)).maps["grad_cam"]

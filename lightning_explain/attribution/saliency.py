@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._pass import check_inputs, gradient_pass
 from lightning_explain.attribution._targets import TargetSpec
 
 
@@ -36,6 +35,6 @@ def saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None) -> Ten
         >>> maps.shape
         torch.Size([8, 32, 32])
     """
-    check_inputs(inputs, need_float=True)
-    result = gradient_pass(model, inputs, target, input_grad=True)
-    return saliency_from_gradient(result.input_grad)
+    from lightning_explain.attribution.explain import compute_explanation  # explain.py imports this module
+
+    return compute_explanation(model, inputs, target, methods=("saliency",)).maps["saliency"]
