@@ -1,0 +1,73 @@
+"""Run by ``test_distributed.py`` in a subprocess: a 2-process CPU DDP fit with every callback.
+
+Usage: ``python tests/ddp_script.py OUT_DIR [--no-callbacks]``. Lightning's DDP launcher starts
+rank 1 by running this script again. Each rank writes ``OUT_DIR/rank_<r>.json`` with what it
+saw: how often our log writer was called on that rank, and a digest of the final weights.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.loggers import TensorBoardLogger
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from lit_helpers import LitCNN, loaders  # noqa: E402
+
+from lightning_explain import ExplainCallback, GradientNormMonitor  # noqa: E402
+from lightning_explain.callbacks import _log_writer  # noqa: E402
+
+STEPS = 4  # 32 training samples, batches of 8, over 2 ranks -> 2 steps per epoch, 2 epochs
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    with_callbacks = "--no-callbacks" not in sys.argv
+    calls = {"scalars": 0, "image": 0, "histogram": 0}
+    for name in calls:  # count every write attempt on this rank
+        original = getattr(_log_writer.LogWriter, name)
+
+        def counting(self, *args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        setattr(_log_writer.LogWriter, name, counting)
+
+    seed_everything(3)
+    callbacks = []
+    if with_callbacks:
+        callbacks = [
+            ExplainCallback(every_n_steps=1),
+            GradientNormMonitor(source="probe", every_n_steps=1),
+            GradientNormMonitor(every_n_steps=1),
+        ]
+    train_loader, val_loader = loaders()
+    model = LitCNN()
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=2,
+        logger=TensorBoardLogger(out / "logs", name="", version=""),
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        deterministic=True,
+    )
+    trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    weights = {k: v.double().sum().item() for k, v in model.state_dict().items()}
+    report = {"rank": trainer.global_rank, "steps": trainer.global_step, "calls": calls, "weights": weights}
+    (out / f"rank_{trainer.global_rank}.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()

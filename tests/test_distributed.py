@@ -1,0 +1,55 @@
+"""Lightning's DDP on 2 CPU processes (gloo): no hang, rank zero writes, each step logged once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lit_helpers import read_tensorboard
+
+SCRIPT = Path(__file__).with_name("ddp_script.py")
+
+
+def run_ddp(out: Path, *flags: str) -> dict[int, dict]:
+    out.mkdir()
+    # A hang (a collective on one rank only) would show up here as a timeout.
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), *flags], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {r: json.loads((out / f"rank_{r}.json").read_text()) for r in (0, 1)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ddp")
+    return run_ddp(base / "with"), run_ddp(base / "without", "--no-callbacks"), base / "with"
+
+
+def test_only_global_rank_zero_writes(runs):
+    explained, _, _ = runs
+    assert explained[1]["calls"] == {"scalars": 0, "image": 0, "histogram": 0}
+    assert explained[0]["calls"]["image"] > 0 and explained[0]["calls"]["histogram"] > 0
+
+
+def test_each_step_is_logged_once(runs):
+    explained, _, out = runs
+    steps = explained[0]["steps"]
+    assert steps == 4
+    events = read_tensorboard(out / "logs")
+    for tag in ("explain/saliency", "explain/grad_cam"):
+        assert [e.step for e in events.Images(tag)] == list(range(steps + 1))  # baseline + every step
+    for tag in ("grad_norm/probe/total", "explain/probe_accuracy"):
+        assert [e.step for e in events.Scalars(tag)] == list(range(steps + 1))
+    # train gradients are read before each optimizer step: steps 0..3
+    assert [e.step for e in events.Scalars("grad_norm/train/total")] == list(range(steps))
+    assert len(list((out / "logs").glob("events.out.tfevents.*"))) == 1
+
+
+def test_ddp_training_is_unchanged_by_the_callbacks(runs):
+    explained, plain, _ = runs
+    assert explained[0]["weights"] == explained[1]["weights"]  # ranks stayed in sync
+    assert explained[0]["weights"] == plain[0]["weights"]
