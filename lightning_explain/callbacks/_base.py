@@ -7,9 +7,31 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_explain.callbacks._log_writer import LogWriter, WarnOnce
 from lightning_explain.probe import Probe, UnpackBatch, check_probe_argument, select_probe
+
+SHARDED_STRATEGIES = ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAFSDPStrategy")
+"""Strategies that shard parameters across ranks; the callbacks refuse them at setup."""
+
+
+def check_strategy(trainer: Any, owner: str) -> None:
+    """Raise at setup for a strategy that shards parameters (FSDP, DeepSpeed, model parallel).
+
+    Events run on global rank zero only. With sharded parameters a forward pass on one rank
+    would need the other ranks to gather their shards: a collective on one rank only, which
+    hangs. Data-parallel strategies (DDP and its variants) keep whole replicas and work.
+    """
+    strategy = getattr(trainer, "strategy", None)
+    names = {cls.__name__ for cls in type(strategy).__mro__}
+    sharded = names.intersection(SHARDED_STRATEGIES)
+    if sharded:
+        raise MisconfigurationException(
+            f"{owner} does not support {sorted(sharded)[0]}: it explains the model on global rank zero only, and "
+            "sharded parameters would need all ranks to take part. Use strategy='ddp' (or another data-parallel "
+            f"strategy), or remove {owner} from the callbacks for sharded runs."
+        )
 
 
 def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -49,6 +71,8 @@ class ProbeEventCallback(Callback):
         return self._device_probe
 
     def _setup_writer(self, trainer: Any, *, needs_images: bool) -> None:
+        """Check the strategy and the loggers when ``fit`` starts (called from ``setup``)."""
+        check_strategy(trainer, type(self).__name__)
         self._writer = LogWriter.for_trainer(trainer, type(self).__name__, needs_images=needs_images)
 
     def _prepare_probe(self, trainer: Any, pl_module: Any) -> Probe:

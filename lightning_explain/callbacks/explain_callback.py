@@ -110,8 +110,18 @@ class ExplainCallback(ProbeEventCallback):
 
     @property
     def state_key(self) -> str:
+        """Unique per configuration, so several instances keep separate state in one checkpoint."""
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
-        return self._generate_state_key(methods=self.methods, layer=layer, prefix=self.prefix)
+        return self._generate_state_key(
+            methods=self.methods,
+            layer=layer,
+            target=self.target,
+            every_n_steps=self.every_n_steps,
+            every_n_epochs=self.every_n_epochs,
+            color_scale=self.color_scale,
+            probe_size=self.probe_size,
+            prefix=self.prefix,
+        )
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:

@@ -25,7 +25,9 @@ class GradientNormMonitor(ProbeEventCallback):
 
     Args:
         source: ``"train"``: the real training gradients, read in ``on_before_optimizer_step``
-            (after gradient accumulation and AMP unscaling). ``"probe"``: gradients of
+            (after gradient accumulation; under AMP the norms are of the unscaled gradients, also
+            for optimizers such as fused Adam that unscale inside ``step``; steps whose gradients
+            hold NaN or inf, which the AMP scaler skips, are not logged). ``"probe"``: gradients of
             ``loss_fn`` on a fixed probe batch, in eval mode, computed without touching ``.grad``
             (a baseline event at step 0, then every ``every_n_steps`` steps).
         every_n_steps: log every this many optimizer steps; ``None`` = ``trainer.log_every_n_steps``.
@@ -78,7 +80,14 @@ class GradientNormMonitor(ProbeEventCallback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(source=self.source, norm_type=self.norm_type, prefix=self.prefix)
+        """Unique per configuration, so several instances keep separate state in one checkpoint."""
+        return self._generate_state_key(
+            source=self.source,
+            every_n_steps=self.every_n_steps,
+            norm_type=self.norm_type,
+            probe_size=self.probe_size,
+            prefix=self.prefix,
+        )
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -102,7 +111,7 @@ class GradientNormMonitor(ProbeEventCallback):
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self.source == "train" and trainer.global_step % self._interval == 0:
-            self._event(trainer, lambda step: self._log(*self._train_gradients(optimizer), step))
+            self._event(trainer, lambda step: self._log_train(trainer, optimizer, step))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.source == "probe" and trainer.global_step % self._interval == 0:
@@ -118,6 +127,14 @@ class GradientNormMonitor(ProbeEventCallback):
                     groups.append(self._owner[parameter])
         return grads, groups
 
+    def _log_train(self, trainer: Any, optimizer: Any, step: int) -> None:
+        grads, groups = self._train_gradients(optimizer)
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        # Lightning unscales AMP gradients before this hook, except for optimizers that unscale
+        # inside their own step (e.g. fused Adam): their gradients are still multiplied by the scale.
+        still_scaled = scaler is not None and scaler.is_enabled() and _unscales_in_step(optimizer)
+        self._log(grads, groups, step, divide_by=scaler.get_scale() if still_scaled else 1.0, scaler=scaler)
+
     def _probe_gradients(self, pl_module: Any) -> tuple[list[Tensor], list[int]]:
         parameters = [p for p in self._owner if p.requires_grad]
         probe = self._device_probe
@@ -125,14 +142,23 @@ class GradientNormMonitor(ProbeEventCallback):
         kept = [(g, self._owner[p]) for p, g in zip(parameters, grads, strict=True) if g is not None]
         return [g for g, _ in kept], [i for _, i in kept]
 
-    def _log(self, grads: Sequence[Tensor], groups: Sequence[int], step: int) -> None:
+    def _log(
+        self, grads: Sequence[Tensor], groups: Sequence[int], step: int, divide_by: float = 1.0, scaler: Any = None
+    ) -> None:
         if not grads:
             return
         layer_norms, total = grouped_norms(grads, groups, len(self._layer_names), self.norm_type)
         present = sorted(set(groups))
-        values = torch.cat([layer_norms[present], total[None]]).cpu()  # the one host transfer
+        values = torch.cat([layer_norms[present], total[None]]).cpu() / divide_by  # the one host transfer
         if not math.isfinite(values[-1]):
-            self._warn("nonfinite", f"gradients hold NaN or inf at step {step}; their norms are not logged.")
+            if scaler is not None:
+                self._warn(
+                    "amp-skipped",
+                    f"gradients hold NaN or inf at step {step}, so the AMP grad scaler skips this optimizer step "
+                    "(normal while the loss scale calibrates); such steps are not logged as norms.",
+                )
+            else:
+                self._warn("nonfinite", f"gradients hold NaN or inf at step {step}; their norms are not logged.")
             return
         key = f"{self.prefix}/{self.source}"
         scalars = {f"{key}/{self._layer_names[i]}": float(v) for i, v in zip(present, values[:-1], strict=True)}
@@ -147,3 +173,9 @@ class GradientNormMonitor(ProbeEventCallback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._load_base_state(state_dict)
+
+
+def _unscales_in_step(optimizer: Any) -> bool:
+    """Whether ``optimizer`` unscales AMP gradients inside its own ``step`` (Lightning then skips ``unscale_``)."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # Lightning may wrap it
+    return bool(getattr(inner, "_step_supports_amp_scaling", False))
