@@ -136,7 +136,12 @@ def test_nan_maps_after_training_started_skip_the_event_and_later_events_log(tmp
 
 
 # ------------------------------------------------------------------------------------ mixed precision
-def test_maps_are_float32_under_bf16_mixed_and_equal_the_fp32_maps(tmp_path, monkeypatch):
+def fp16_plugins():
+    return [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))]
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_maps_are_float32_under_mixed_precision_and_equal_the_fp32_maps(tmp_path, monkeypatch, precision):
     captured = {}
     original = explain_module.compute_explanation
 
@@ -146,7 +151,8 @@ def test_maps_are_float32_under_bf16_mixed_and_equal_the_fp32_maps(tmp_path, mon
         return result
 
     monkeypatch.setattr(explain_module, "compute_explanation", keep)
-    fit(tmp_path, [ExplainCallback()], precision="bf16-mixed", max_epochs=1)
+    options = {"precision": "bf16-mixed"} if precision == "bf16-mixed" else {"plugins": fp16_plugins()}
+    fit(tmp_path, [ExplainCallback()], max_epochs=1, **options)
     assert all(m.dtype == torch.float32 for m in captured["maps"].values())
     reference = explain(captured["model"], captured["inputs"], captured["target"], layer=captured["layer"])
     for method, maps in reference.items():  # computed outside autocast: identical
