@@ -71,8 +71,10 @@ def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     return methods
 
 
-def check_options(options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """Validate ``{method: {option: value}}``: known methods, and options that method takes."""
+def check_options(
+    options: Mapping[str, Mapping[str, Any]] | None, methods: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Validate ``{method: {option: value}}``: known methods (among ``methods`` if given) and their options."""
     if options is None:
         return {}
     if not isinstance(options, Mapping):
@@ -81,6 +83,8 @@ def check_options(options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, 
     for method, values in options.items():
         if method not in METHODS:
             raise ValueError(f"options names unknown method {method!r}; valid choices: {list(METHODS)}.")
+        if methods is not None and method not in methods:
+            raise ValueError(f"options are given for {method!r}, which is not in methods={list(methods)}; add it.")
         if not isinstance(values, Mapping):
             raise ValueError(f"options[{method!r}] must be a dict of keyword options, got {type(values).__name__}.")
         unknown = [key for key in values if key not in METHOD_OPTIONS[method]]
