@@ -128,7 +128,7 @@ def compute_explanation(
 ) -> Explanation:
     """Like :func:`explain`, but also return the logits, the targets, the layer's name and its activation."""
     methods = check_methods(methods)
-    options = check_options(options)
+    options = check_options(options, methods)
     chosen = set(methods)
     check_inputs(inputs, need_float=bool(chosen & _NEEDS_FLOAT))
     name, module = None, None
