@@ -264,6 +264,13 @@ def test_smoothgrad_without_noise_is_saliency(residual):
     model, x = residual
     for target in (None, torch.tensor([4, 0, 3, 1])):
         torch.testing.assert_close(smoothgrad(model, x, target=target, noise=0.0), saliency(model, x, target))
+    # The mean is over signed gradients (reduce=None keeps the sign), as in Smilkov et al.
+    target = torch.tensor([4, 0, 3, 1])
+    with torch.enable_grad():
+        xx = leaf(x)
+        (gradient,) = torch.autograd.grad(model(xx).gather(1, target[:, None]).sum(), xx)
+    assert gradient.min() < 0
+    assert_maps_close(smoothgrad(model, x, target=target, noise=0.0, reduce=None), gradient)
 
 
 class Cubic(nn.Module):
