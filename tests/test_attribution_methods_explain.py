@@ -193,3 +193,13 @@ def test_method_options_name_each_functions_keywords():
     assert METHOD_OPTIONS["smoothgrad"] == ("samples", "noise", "seed", "chunk_size", "reduce")
     assert METHOD_OPTIONS["occlusion"] == ("window", "stride", "baseline", "chunk_size", "reduce")
     assert METHOD_OPTIONS["saliency"] == () and METHOD_OPTIONS["guided_grad_cam"] == ("reduce",)
+
+
+def test_layer_methods_on_non_image_inputs_name_themselves():
+    from toy_models import MLP
+
+    model, x = MLP(in_features=16).eval(), torch.randn(N, 16)
+    with pytest.raises(ValueError, match=r"\['feature_maps', 'grad_cam_pp'\] map a layer back onto images"):
+        explain(model, x, methods=("saliency", "feature_maps", "grad_cam_pp"))
+    maps = explain(model, x, methods=("saliency", "guided_backprop", "integrated_gradients", "smoothgrad"))
+    assert all(value.shape == (N, 16) for value in maps.values())

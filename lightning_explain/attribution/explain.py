@@ -15,7 +15,7 @@ from lightning_explain.attribution._pass import check_inputs, gradient_pass
 from lightning_explain.attribution._reduce import check_reduce, reduce_channels
 from lightning_explain.attribution._targets import TargetSpec
 from lightning_explain.attribution.feature_maps import capture_activations
-from lightning_explain.attribution.grad_cam import check_spatial_inputs, grad_cam_from_activation
+from lightning_explain.attribution.grad_cam import grad_cam_from_activation
 from lightning_explain.attribution.grad_cam_pp import grad_cam_pp_from_activation
 from lightning_explain.attribution.guided_backprop import guided_gradient_pass
 from lightning_explain.attribution.guided_grad_cam import guided_grad_cam_from
@@ -133,7 +133,12 @@ def compute_explanation(
     check_inputs(inputs, need_float=bool(chosen & _NEEDS_FLOAT))
     name, module = None, None
     if chosen & _NEEDS_LAYER:
-        check_spatial_inputs(inputs)
+        if inputs.ndim != 4:
+            layered = [m for m in methods if m in _NEEDS_LAYER]
+            raise ValueError(
+                f"{layered} map a layer back onto images (N, C, H, W); got inputs of shape {tuple(inputs.shape)}. "
+                "Drop them from methods for non-image inputs."
+            )
         name, module = resolve_layer(model, layer, inputs)
     logits = targets = activation = plain = guided = None
     if chosen & (_PLAIN_PASS - {"feature_maps"}):

@@ -42,9 +42,10 @@ def grad_cam_pp(model: nn.Module, inputs: Tensor, target: TargetSpec = None, lay
     """Grad-CAM++ heatmap at a layer's output, upsampled to the input size, not normalised.
 
     After per-image min-max normalisation it agrees with pytorch-grad-cam's ``GradCAMPlusPlus``
-    (same formula, same ``eps``, gradients of the raw target logit); the upsampling is the
-    bilinear one :func:`grad_cam` uses. Shares one forward and one backward pass with
-    ``saliency`` and ``grad_cam`` inside :func:`~lightning_explain.attribution.explain`.
+    (same formula, same ``eps``, gradients of the raw target logit, not of ``exp(S)``), up to
+    the upsampling: here the bilinear one of :func:`grad_cam` (``align_corners=False``) before
+    normalising, there OpenCV's bilinear resize after it. Shares one forward and one backward
+    pass with ``saliency`` and ``grad_cam`` inside :func:`~lightning_explain.attribution.explain`.
 
     Args:
         model: a classifier returning logits (N, K).
