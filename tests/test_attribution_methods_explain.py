@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import Tensor, nn
-from toy_models import ResidualCNN, warm_batchnorm
+from toy_models import MLP, ResidualCNN, warm_batchnorm
 
 from lightning_explain.attribution import (
     METHOD_OPTIONS,
@@ -196,8 +196,6 @@ def test_method_options_name_each_functions_keywords():
 
 
 def test_layer_methods_on_non_image_inputs_name_themselves():
-    from toy_models import MLP
-
     model, x = MLP(in_features=16).eval(), torch.randn(N, 16)
     with pytest.raises(ValueError, match=r"\['feature_maps', 'grad_cam_pp'\] map a layer back onto images"):
         explain(model, x, methods=("saliency", "feature_maps", "grad_cam_pp"))
