@@ -145,3 +145,46 @@ def render_explanation_grid(
         pairs = torch.cat([strip, pairs], dim=2)
     grid = tile_grid(pairs, ncols=math.ceil(math.sqrt(inputs.shape[0])))
     return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+
+
+def render_feature_maps(
+    activation: Tensor,
+    *,
+    max_channels: int = 16,
+    colormap: str = "viridis",
+    min_cell: int = 32,
+) -> Tensor:
+    """One picture of a layer's feature maps: a row per sample, a tile per channel.
+
+    The first ``max_channels`` channels are shown, in order, so a channel keeps its column
+    from one event to the next. Each channel is min-max normalised over the whole batch, so
+    the samples in a column share one scale (an all-zero "dead" channel stays dark). Small
+    maps are enlarged (nearest neighbour, an integer factor) to at least ``min_cell`` pixels.
+
+    Args:
+        activation: a layer's output (N, C, h, w).
+        max_channels: the most channels shown.
+        colormap: a name from :data:`COLORMAPS`.
+        min_cell: the smallest tile side in pixels.
+
+    Returns:
+        An ``uint8`` image (H', W', 3) on the activation's device.
+    """
+    if activation.ndim != 4:
+        raise ValueError(
+            f"Feature maps are drawn from a layer output of shape (N, C, h, w), got {tuple(activation.shape)}. "
+            "Choose a convolutional layer with layer=..."
+        )
+    if max_channels < 1:
+        raise ValueError(f"max_channels must be >= 1, got {max_channels}.")
+    maps = torch.nan_to_num(activation.detach().float()[:, :max_channels], nan=0.0, posinf=0.0, neginf=0.0)
+    n, channels, height, width = maps.shape
+    low = maps.amin(dim=(0, 2, 3), keepdim=True)
+    high = maps.amax(dim=(0, 2, 3), keepdim=True)
+    scaled = (maps - low) / (high - low).clamp_min(torch.finfo(maps.dtype).tiny)
+    tiles = apply_colormap(scaled.reshape(n * channels, height, width), colormap)  # (N*C, 3, h, w)
+    factor = max(1, math.ceil(min_cell / min(height, width)))
+    if factor > 1:
+        tiles = F.interpolate(tiles, scale_factor=factor, mode="nearest")
+    grid = tile_grid(tiles, ncols=channels, pad=1)
+    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)

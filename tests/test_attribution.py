@@ -352,7 +352,7 @@ def test_explain_returns_exactly_the_requested_methods(residual, count_passes, m
         assert_maps_close(maps["grad_cam"], grad_cam(model, x, target=1, layer="conv"))
 
 
-@pytest.mark.parametrize("methods", [("saliency", "gradcam"), ("integrated_gradients",)])
+@pytest.mark.parametrize("methods", [("saliency", "gradcam"), ("lrp",)])
 def test_explain_unknown_method_lists_valid_choices(residual, methods):
     model, x = residual
     with pytest.raises(ValueError) as info:

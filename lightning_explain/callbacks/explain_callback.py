@@ -10,10 +10,10 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 
 from lightning_explain.attribution import Explanation, compute_explanation
-from lightning_explain.attribution.explain import check_methods
+from lightning_explain.attribution.explain import check_methods, check_options
 from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
 from lightning_explain.map_statistics import spearman, top_mass
-from lightning_explain.rendering import COLOR_SCALES, COLORMAPS, render_explanation_grid
+from lightning_explain.rendering import COLOR_SCALES, COLORMAPS, render_explanation_grid, render_feature_maps
 
 TargetChoice = Literal["label", "predicted"] | int | None
 
@@ -40,7 +40,13 @@ class ExplainCallback(ProbeEventCallback):
         probe: ``None`` = the first ``probe_size`` samples of the validation data, else of the
             training data; or a tensor of inputs; or an ``(inputs, targets)`` pair.
         probe_size: how many samples to take when ``probe`` is None.
-        methods: names from :data:`lightning_explain.attribution.GRADIENT_METHODS`.
+        methods: names from :data:`lightning_explain.attribution.METHODS`: ``saliency``, ``grad_cam``,
+            ``grad_cam_pp``, ``guided_backprop``, ``guided_grad_cam``, ``integrated_gradients``,
+            ``smoothgrad``, ``occlusion`` (heatmaps as above) and ``feature_maps`` (``{prefix}/feature_maps``:
+            the layer's channels as a grid, a row per sample; no scalars).
+        method_options: keyword options per method, e.g. ``{"integrated_gradients": {"steps": 16},
+            "occlusion": {"window": 4}}`` (see :data:`lightning_explain.attribution.METHOD_OPTIONS`);
+            ``reduce=None`` is not accepted here, the callback draws one map per sample.
         layer: Grad-CAM's layer: a dotted module name, a module, or ``None`` = the last spatial
             layer before global pooling.
         target: which class to explain: ``"label"`` (the probe's labels), ``"predicted"``, a
@@ -69,6 +75,7 @@ class ExplainCallback(ProbeEventCallback):
         probe: Any = None,
         probe_size: int = 8,
         methods: Sequence[str] = ("saliency", "grad_cam"),
+        method_options: dict[str, dict[str, Any]] | None = None,
         layer: str | nn.Module | None = None,
         target: TargetChoice = None,
         every_n_steps: int | None = None,
@@ -81,6 +88,9 @@ class ExplainCallback(ProbeEventCallback):
     ) -> None:
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
         self.methods = check_methods(methods)
+        self.method_options = check_options(method_options, self.methods)
+        if any("reduce" in opts and opts["reduce"] is None for opts in self.method_options.values()):
+            raise ValueError("method_options: reduce=None gives per-channel maps, which the callback cannot draw.")
         check_positive_int("every_n_steps", every_n_steps, allow_none=True)
         check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
         if target not in (None, "label", "predicted") and (isinstance(target, bool) or not isinstance(target, int)):
@@ -167,7 +177,8 @@ class ExplainCallback(ProbeEventCallback):
         probe = self._device_probe
         target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
         layer = self._layer_module if layer is None else layer
-        return compute_explanation(pl_module, probe.inputs, target, layer, self.methods)
+        options = {"options": self.method_options} if self.method_options else {}
+        return compute_explanation(pl_module, probe.inputs, target, layer, self.methods, **options)
 
     def _log(self, explanation: Explanation, step: int) -> None:
         names: list[str] = []
@@ -198,6 +209,8 @@ class ExplainCallback(ProbeEventCallback):
                 names.append(f"{key}/change")
                 values.append(1 - spearman(maps, previous.to(maps.device)).nanmean())
             self._previous_maps[method] = maps
+        if explanation.activation is not None and self._writer.can_log_images:
+            images["feature_maps"] = render_feature_maps(explanation.activation, colormap=self.colormap)
         if correct is not None:
             names.append(f"{self.prefix}/probe_accuracy")
             values.append(correct.float().mean())

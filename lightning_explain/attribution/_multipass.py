@@ -1,0 +1,73 @@
+"""Helpers for the methods that need many passes: targets fixed up front, batches in chunks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lightning_explain.attribution._pass import explanation_mode
+from lightning_explain.attribution._targets import TargetSpec, select_targets
+
+DEFAULT_CHUNK_SIZE = 64
+"""Inputs per forward pass for integrated gradients, SmoothGrad and occlusion."""
+
+
+def check_chunk_size(chunk_size: object) -> int:
+    """Raise ``ValueError`` unless ``chunk_size`` is a positive int."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int (inputs per forward pass), got {chunk_size!r}.")
+    return chunk_size
+
+
+def copies_per_chunk(batch: int, chunk_size: int) -> int:
+    """How many copies of a batch of ``batch`` inputs one forward pass takes: at least one."""
+    return max(1, chunk_size // batch)
+
+
+def check_logits(logits: object) -> Tensor:
+    """Raise unless the model returned a tensor."""
+    if not isinstance(logits, Tensor):
+        raise TypeError(
+            f"The model must return a logits tensor of shape (N, K) or scores (N,), got "
+            f"{type(logits).__name__}. Wrap the model so that forward returns the logits."
+        )
+    return logits
+
+
+def forward_logits(model: nn.Module, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, Tensor | None]:
+    """One forward pass in eval mode without gradients: ``(logits, targets)``, targets as in ``select_targets``."""
+    with explanation_mode(model, inputs.device), torch.no_grad():
+        logits = check_logits(model(inputs.detach().clone())).detach()
+    return logits, select_targets(logits, target)
+
+
+def repeat_targets(targets: Tensor | None, copies: int) -> Tensor | None:
+    """Targets for ``copies`` stacked copies of the batch (copy-major), or ``None`` for single-output models."""
+    return None if targets is None else targets.repeat(copies)
+
+
+def target_outputs(logits: Tensor, targets: Tensor | None) -> Tensor:
+    """Each sample's target score, (N,)."""
+    return logits if targets is None else logits.gather(1, targets[:, None])[:, 0]
+
+
+def check_baseline(baseline: float | Tensor | None, inputs: Tensor) -> Tensor:
+    """A baseline broadcastable to ``inputs``: ``None`` = zeros, a number, or a tensor (C, H, W) / (N, C, H, W)."""
+    if baseline is None:
+        baseline = 0.0
+    if isinstance(baseline, bool) or not isinstance(baseline, (int, float, Tensor)):
+        raise ValueError(
+            f"baseline must be None, a number or a tensor broadcastable to the inputs, got {type(baseline).__name__}."
+        )
+    if not isinstance(baseline, Tensor):
+        return torch.full((), float(baseline), dtype=inputs.dtype, device=inputs.device)
+    try:
+        shape = torch.broadcast_shapes(baseline.shape, inputs.shape)
+    except RuntimeError:
+        shape = None
+    if shape != inputs.shape:
+        raise ValueError(
+            f"baseline of shape {tuple(baseline.shape)} does not broadcast to the inputs' shape "
+            f"{tuple(inputs.shape)}; pass one shaped like a sample {tuple(inputs.shape[1:])} or like the batch."
+        )
+    return baseline.detach().to(device=inputs.device, dtype=inputs.dtype)

@@ -1,0 +1,140 @@
+"""The seed methods leave the model, the input and the global RNG exactly as found.
+
+The same contract as ``test_attribution_model_state.py``, for every method added with them:
+training flags, BatchNorm statistics, parameters, ``.grad``, hooks, ``nn.ReLU(inplace=...)``,
+the input's values and ``requires_grad``, and the global RNG, also under ``torch.no_grad()`` /
+``torch.inference_mode()`` and when the forward pass raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from torch import Tensor, nn
+from toy_models import BrokenCNN, ResidualCNN, assert_model_unchanged, assert_no_hooks, snapshot_model, warm_batchnorm
+
+from lightning_explain.attribution import (
+    METHODS,
+    explain,
+    feature_maps,
+    grad_cam_pp,
+    guided_backprop,
+    guided_grad_cam,
+    integrated_gradients,
+    occlusion,
+    smoothgrad,
+)
+
+N, H, W = 4, 16, 16
+
+CALLS = {
+    "grad_cam_pp": lambda model, x: grad_cam_pp(model, x, target=1),
+    "grad_cam_pp-block": lambda model, x: grad_cam_pp(model, x, layer="block"),
+    "guided_backprop": lambda model, x: guided_backprop(model, x, target=1),
+    "guided_grad_cam": lambda model, x: guided_grad_cam(model, x, target=1, layer="conv", reduce=None),
+    "integrated_gradients": lambda model, x: integrated_gradients(model, x, steps=4, chunk_size=5),
+    "smoothgrad": lambda model, x: smoothgrad(model, x, target=torch.tensor([0, 1, 2, 3]), samples=3, chunk_size=5),
+    "occlusion": lambda model, x: occlusion(model, x, window=8, chunk_size=5),
+    "feature_maps": lambda model, x: feature_maps(model, x, layer=["stem.1", "conv"]),
+    "explain-all": lambda model, x: explain(
+        model, x, methods=METHODS, options={"integrated_gradients": {"steps": 2}, "smoothgrad": {"samples": 2}}
+    ),
+}
+
+
+@pytest.fixture
+def mixed_model() -> ResidualCNN:
+    """A warmed-up ResidualCNN: root in train mode, ``block`` in eval mode, some ``.grad`` already set."""
+    torch.manual_seed(0)
+    model = ResidualCNN(in_channels=3, num_classes=5)
+    warm_batchnorm(model, torch.randn(8, 3, H, W))
+    model.train()
+    model.block.eval()
+    model.fc.weight.grad = torch.randn_like(model.fc.weight)
+    model.stem[0].weight.grad = torch.randn_like(model.stem[0].weight)
+    return model
+
+
+@pytest.fixture
+def inputs() -> Tensor:
+    torch.manual_seed(1)
+    return torch.randn(N, 3, H, W)
+
+
+def _relu_flags(model: nn.Module) -> list[tuple[str, bool]]:
+    return [(name, m.inplace) for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
+
+
+@pytest.mark.parametrize("context", ["plain", "no_grad", "inference_mode"])
+@pytest.mark.parametrize("call", CALLS)
+def test_model_left_exactly_as_found(mixed_model, inputs, call, context):
+    model = mixed_model
+    grad_before = model.fc.weight.grad
+    snap = snapshot_model(model)
+    relus = _relu_flags(model)
+    ctx = {"plain": contextlib.nullcontext, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}[context]
+    with ctx():
+        result = CALLS[call](model, inputs.clone())
+    assert model.training and model.dropout.training and not model.block.training
+    assert_model_unchanged(model, snap)
+    assert model.fc.weight.grad is grad_before
+    assert model.conv.weight.grad is None
+    assert_no_hooks(model)
+    assert _relu_flags(model) == relus
+    values = result.values() if isinstance(result, dict) else [result]
+    assert all(value.dtype == torch.float32 and not value.requires_grad for value in values)
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_results_do_not_depend_on_the_models_mode(mixed_model, inputs, call):
+    from_train = CALLS[call](mixed_model, inputs)
+    mixed_model.eval()
+    from_eval = CALLS[call](mixed_model, inputs)
+    if isinstance(from_train, dict):
+        assert from_train.keys() == from_eval.keys()
+        from_train, from_eval = list(from_train.values()), list(from_eval.values())
+    else:
+        from_train, from_eval = [from_train], [from_eval]
+    for a, b in zip(from_train, from_eval, strict=True):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+@pytest.mark.parametrize("call", CALLS)
+def test_input_and_global_rng_left_as_found(mixed_model, inputs, call, requires_grad):
+    x = inputs.clone().requires_grad_(requires_grad)
+    state = torch.random.get_rng_state()
+    CALLS[call](mixed_model, x)  # Dropout is in train mode: a train-mode forward would draw
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert x.requires_grad is requires_grad and x.is_leaf and x.grad is None
+    assert torch.equal(x.detach(), inputs)
+
+
+FAILING_CALLS = {
+    "grad_cam_pp": lambda model, x: grad_cam_pp(model, x, layer="features.2"),
+    "guided_backprop": lambda model, x: guided_backprop(model, x),
+    "guided_grad_cam": lambda model, x: guided_grad_cam(model, x, layer="features"),
+    "integrated_gradients": lambda model, x: integrated_gradients(model, x, steps=2),
+    "smoothgrad": lambda model, x: smoothgrad(model, x, samples=2),
+    "occlusion": lambda model, x: occlusion(model, x, window=8),
+    "feature_maps": lambda model, x: feature_maps(model, x, layer="features.2"),
+    "explain-all": lambda model, x: explain(model, x, layer="features", methods=METHODS),
+}
+
+
+@pytest.mark.parametrize("call", FAILING_CALLS)
+def test_model_restored_when_forward_raises(call):
+    torch.manual_seed(0)
+    model = BrokenCNN(in_channels=1, num_classes=3)
+    model.train()
+    model.features[2].eval()
+    snap = snapshot_model(model)
+    x = torch.randn(N, 1, H, W)
+    with pytest.raises(RuntimeError, match=BrokenCNN.message):
+        FAILING_CALLS[call](model, x)
+    assert model.training and model.features.training and not model.features[2].training
+    assert_model_unchanged(model, snap)
+    assert_no_hooks(model)
