@@ -21,8 +21,8 @@ def namespace(name: str):
     return pytest.importorskip(name) if name == "pytorch_lightning" else importlib.import_module(name)
 
 
-def cnn_module(ns):
-    """A small CNN LightningModule of namespace ``ns`` (a Trainer rejects the other namespace's modules)."""
+def cnn_class(ns):
+    """A small CNN LightningModule class of namespace ``ns`` (a Trainer rejects the other namespace's modules)."""
 
     class CNN(ns.LightningModule):
         def __init__(self) -> None:
@@ -44,7 +44,7 @@ def cnn_module(ns):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    return CNN()
+    return CNN
 
 
 def quiet_trainer(ns, tmp_path, callbacks, **kwargs):
@@ -76,7 +76,7 @@ def test_every_callback_logs_under_the_trainer_of_either_namespace(tmp_path, nam
     assert all(isinstance(cb, ns.Callback) for cb in callbacks)
     train, val = loaders(n_train=32, n_val=8, batch_size=8)  # 4 steps per epoch, 8 in all
     run = quiet_trainer(ns, tmp_path, callbacks)
-    run.fit(cnn_module(ns), train_dataloaders=train, val_dataloaders=val)
+    run.fit(cnn_class(ns)(), train_dataloaders=train, val_dataloaders=val)
 
     events = read_tensorboard(run.logger.log_dir)
     steps = lambda series: [event.step for event in series]  # noqa: E731
@@ -101,7 +101,7 @@ def test_a_single_callback_and_configuration_errors_are_understood_by_either_nam
     errors = importlib.import_module(f"{name}.utilities.exceptions")
     run = quiet_trainer(ns, tmp_path, [ExplainCallback()], logger=False)
     with pytest.raises(errors.MisconfigurationException, match="no logger"):
-        run.fit(cnn_module(ns), train_dataloaders=loaders()[0])
+        run.fit(cnn_class(ns)(), train_dataloaders=loaders()[0])
 
 
 def test_the_standalone_namespace_is_optional(monkeypatch):
