@@ -124,8 +124,19 @@ class _FileSink(_Sink):
 
     def __init__(self, logger: Any) -> None:
         super().__init__(logger)
-        self.directory = _logger_directory(logger)
-        self.takes_images = self.directory is not None
+        self._directory: str | None = None
+        self._resolved = False
+
+    @property
+    def directory(self) -> str | None:
+        """The logger's ``log_dir``, else its ``save_dir``; asked once, when first needed (on rank zero)."""
+        if not self._resolved:
+            self._directory, self._resolved = _logger_directory(self.logger), True
+        return self._directory
+
+    @property
+    def takes_images(self) -> bool:  # type: ignore[override]
+        return self.directory is not None
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
         if self.directory is None:
@@ -181,8 +192,10 @@ class LogWriter:
                 "(or any other logger) or leave `logger` at its default."
             )
         writer = cls(trainer.loggers, owner)
+        if not needs_images or not trainer.is_global_zero:  # other ranks never write: leave the loggers alone
+            return writer
         blind = [sink.name for sink in writer.sinks if not sink.takes_images]
-        if needs_images and blind:
+        if blind:
             if writer.can_log_images:
                 message = f"{', '.join(blind)} cannot take images (no log_dir or save_dir), so it gets only scalars."
             else:
