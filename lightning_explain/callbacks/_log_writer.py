@@ -87,6 +87,8 @@ class _Sink:
 
 
 class _TensorBoardSink(_Sink):
+    """TensorBoard: images and histograms through the logger's ``SummaryWriter``."""
+
     takes_images = True
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
@@ -97,6 +99,8 @@ class _TensorBoardSink(_Sink):
 
 
 class _WandbSink(_Sink):
+    """Weights & Biases: ``WandbLogger.log_image`` and ``wandb.Histogram``, at the trainer's step."""
+
     takes_images = True
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
@@ -109,6 +113,8 @@ class _WandbSink(_Sink):
 
 
 class _MLFlowSink(_Sink):
+    """MLflow: images through ``MlflowClient.log_image``; MLflow has no histograms."""
+
     takes_images = True
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
