@@ -6,9 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lightning_explain._compat import CALLBACK_BASES, MisconfigurationException
 from lightning_explain.callbacks._log_writer import LogWriter, WarnOnce
 from lightning_explain.probe import Probe, UnpackBatch, check_probe_argument, select_probe
 
@@ -43,8 +42,11 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> No
         raise ValueError(f"{name} must be a positive int{also}, got {value!r}.")
 
 
-class ProbeEventCallback(Callback):
+class ProbeEventCallback(*CALLBACK_BASES):
     """A callback that computes something on a fixed probe batch at scheduled steps.
+
+    It is a ``Callback`` of ``lightning.pytorch`` and, when installed, of ``pytorch_lightning``, so
+    either namespace's Trainer (and ``LightningCLI``) accepts it.
 
     Subclasses call :meth:`_prepare_probe` in ``on_train_start`` and :meth:`_event` when their
     schedule fires. Events are deduplicated by ``trainer.global_step`` (two schedules firing

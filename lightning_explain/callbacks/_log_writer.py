@@ -1,75 +1,41 @@
-"""Send scalars, images and histograms to whichever of the trainer's loggers can take them."""
+"""Send scalars, images and histograms to each of the trainer's loggers in the form it can take.
+
+One small adapter ("sink") per kind of logger:
+
+- TensorBoard: scalars, images and histograms through its ``SummaryWriter``;
+- Weights & Biases: scalars, ``wandb.Image`` and ``wandb.Histogram`` through the logger;
+- MLflow: scalars, and images through ``MlflowClient.log_image`` (no histograms);
+- any other logger (``CSVLogger``, custom ones): scalars through ``log_metrics``, and images as PNG
+  files ``<log_dir>/<tag>/step_<step>.png`` (``save_dir`` when it has no ``log_dir``); no histograms
+  (the per-layer norms they summarise are logged as scalars anyway).
+
+A logger that fails is isolated: the others still get the data, and the failure is a warning
+shown once per logger and kind of error.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
+import struct
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from lightning.fabric.loggers import TensorBoardLogger as FabricTensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lightning_explain._compat import (
+    MLFLOW_LOGGER_TYPES,
+    TENSORBOARD_LOGGER_TYPES,
+    WANDB_LOGGER_TYPES,
+    MisconfigurationException,
+    rank_zero_warn,
+)
 
-def _tensorboard_logger_types() -> tuple[type, ...]:
-    types: list[type] = [FabricTensorBoardLogger]
-    try:  # the standalone namespace, when it is installed
-        from lightning_fabric.loggers import TensorBoardLogger as StandaloneTensorBoardLogger
-
-        types.append(StandaloneTensorBoardLogger)
-    except ImportError:
-        pass
-    return tuple(types)
-
-
-class LogWriter:
-    """The trainer's loggers, split by what they accept.
-
-    Scalars go to every logger through ``log_metrics``; images and histograms go to the
-    TensorBoard loggers through their ``SummaryWriter``. Call only on global rank zero.
-    """
-
-    def __init__(self, loggers: list[Any]) -> None:
-        self.loggers = list(loggers)
-        tensorboard_types = _tensorboard_logger_types()
-        self.tensorboard = [lg for lg in self.loggers if isinstance(lg, tensorboard_types)]
-
-    @classmethod
-    def for_trainer(cls, trainer: Any, owner: str, *, needs_images: bool) -> LogWriter:
-        """Check the trainer's loggers at setup; raise without any, warn once without image support."""
-        if not trainer.loggers:
-            raise MisconfigurationException(
-                f"Cannot use {owner} with a Trainer that has no logger: it logs to TensorBoard. "
-                "Pass Trainer(logger=TensorBoardLogger('logs')) or leave `logger` at its default."
-            )
-        writer = cls(trainer.loggers)
-        if needs_images and not writer.tensorboard:
-            names = ", ".join(type(lg).__name__ for lg in writer.loggers)
-            rank_zero_warn(
-                f"{owner}: none of the loggers ({names}) can take images, so only scalars will be logged. "
-                "Add a TensorBoardLogger to see the heatmaps."
-            )
-        return writer
-
-    @property
-    def can_log_images(self) -> bool:
-        """Whether any logger accepts images."""
-        return bool(self.tensorboard)
-
-    def scalars(self, metrics: dict[str, float], step: int) -> None:
-        """Log scalars to every logger at ``step``."""
-        if metrics:
-            for logger in self.loggers:
-                logger.log_metrics(metrics, step=step)
-
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        """Log an ``uint8`` (H, W, 3) image."""
-        for logger in self.tensorboard:
-            logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
-
-    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        """Log a histogram of ``values``."""
-        for logger in self.tensorboard:
-            logger.experiment.add_histogram(tag, values, global_step=step)
+try:  # the package's fast PNG encoder, where it has one
+    from lightning_explain.png import encode_png as _fast_encode_png
+except ImportError:
+    _fast_encode_png = None
 
 
 class WarnOnce:
@@ -83,3 +49,197 @@ class WarnOnce:
         if kind not in self.seen:
             self.seen.add(kind)
             rank_zero_warn(f"{self.owner}: {message}")
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    """A minimal PNG (8-bit RGB, no filtering) of an ``uint8`` (H, W, 3) array."""
+    height, width, _ = image.shape
+    rows = np.ascontiguousarray(image, dtype=np.uint8).reshape(height, width * 3)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+class _Sink:
+    """One logger. The base takes scalars through ``log_metrics`` and drops images and histograms."""
+
+    takes_images = False
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    @property
+    def name(self) -> str:
+        return type(self.logger).__name__
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        self.logger.log_metrics(metrics, step=step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        pass
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        pass
+
+
+class _TensorBoardSink(_Sink):
+    """TensorBoard: images and histograms through the logger's ``SummaryWriter``."""
+
+    takes_images = True
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        self.logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        self.logger.experiment.add_histogram(tag, values, global_step=step)
+
+
+class _WandbSink(_Sink):
+    """Weights & Biases: ``WandbLogger.log_image`` and ``wandb.Histogram``, at the trainer's step."""
+
+    takes_images = True
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        self.logger.log_image(key=tag, images=[image], step=step)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        import wandb  # installed: the WandbLogger could not have been created without it
+
+        self.logger.log_metrics({tag: wandb.Histogram(values)}, step=step)
+
+
+class _MLFlowSink(_Sink):
+    """MLflow: images through ``MlflowClient.log_image``; MLflow has no histograms."""
+
+    takes_images = True
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        client = self.logger.experiment
+        if "key" in inspect.signature(client.log_image).parameters:  # MLflow >= 2.12: a time series per key
+            client.log_image(self.logger.run_id, image, key=tag, step=step)
+        else:
+            client.log_image(self.logger.run_id, image, artifact_file=f"{tag}/step_{step}.png")
+
+
+class _FileSink(_Sink):
+    """PNG files in the logger's directory, for loggers without an image API of their own."""
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__(logger)
+        self._directory: str | None = None
+        self._resolved = False
+
+    @property
+    def directory(self) -> str | None:
+        """The logger's ``log_dir``, else its ``save_dir``; asked once, when first needed (on rank zero)."""
+        if not self._resolved:
+            self._directory, self._resolved = _logger_directory(self.logger), True
+        return self._directory
+
+    @property
+    def takes_images(self) -> bool:  # type: ignore[override]
+        return self.directory is not None
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        if self.directory is None:
+            return
+        parts = [part for part in tag.split("/") if part not in ("", ".", "..")]
+        folder = os.path.join(self.directory, *parts)
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"step_{step}.png")
+        with open(path + ".tmp", "wb") as file:  # written whole, then renamed: never a torn PNG
+            file.write((_fast_encode_png or _encode_png)(image))
+        os.replace(path + ".tmp", path)
+
+
+def _logger_directory(logger: Any) -> str | None:
+    for attribute in ("log_dir", "save_dir"):
+        try:
+            directory = getattr(logger, attribute, None)
+        except Exception:  # noqa: BLE001 - a property that fails means: no directory
+            directory = None
+        if isinstance(directory, (str, os.PathLike)) and str(directory):
+            return os.fspath(directory)
+    return None
+
+
+def _sink_for(logger: Any) -> _Sink:
+    if isinstance(logger, TENSORBOARD_LOGGER_TYPES):
+        return _TensorBoardSink(logger)
+    if isinstance(logger, WANDB_LOGGER_TYPES):
+        return _WandbSink(logger)
+    if isinstance(logger, MLFLOW_LOGGER_TYPES):
+        return _MLFlowSink(logger)
+    return _FileSink(logger)
+
+
+class LogWriter:
+    """The trainer's loggers, each behind the adapter for what it accepts. Call only on global rank zero.
+
+    A failure in one logger is a warning (once per logger and kind of error) and does not keep the
+    data from the other loggers.
+    """
+
+    def __init__(self, loggers: list[Any], owner: str = "lightning_explain") -> None:
+        self.loggers = list(loggers)
+        self.sinks = [_sink_for(logger) for logger in self.loggers]
+        self._warn = WarnOnce(owner)
+
+    @classmethod
+    def for_trainer(cls, trainer: Any, owner: str, *, needs_images: bool) -> LogWriter:
+        """Check the trainer's loggers at setup; raise without any, warn once for those that take no images."""
+        if not trainer.loggers:
+            raise MisconfigurationException(
+                f"Cannot use {owner} with a Trainer that has no logger. Pass Trainer(logger=TensorBoardLogger('logs')) "
+                "(or any other logger) or leave `logger` at its default."
+            )
+        writer = cls(trainer.loggers, owner)
+        if not needs_images or not trainer.is_global_zero:  # other ranks never write: leave the loggers alone
+            return writer
+        blind = [sink.name for sink in writer.sinks if not sink.takes_images]
+        if blind:
+            if writer.can_log_images:
+                message = f"{', '.join(blind)} cannot take images (no log_dir or save_dir), so it gets only scalars."
+            else:
+                message = (
+                    f"none of the loggers ({', '.join(blind)}) can take images, so only scalars will be logged. "
+                    "Add a TensorBoardLogger or CSVLogger (or give the logger a log_dir) to see the heatmaps."
+                )
+            rank_zero_warn(f"{owner}: {message}")
+        return writer
+
+    @property
+    def can_log_images(self) -> bool:
+        """Whether any logger accepts images."""
+        return any(sink.takes_images for sink in self.sinks)
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        """Log scalars to every logger at ``step``."""
+        if metrics:
+            for sink in self.sinks:
+                self._isolated(sink, "scalars", sink.scalars, metrics, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """Log an ``uint8`` (H, W, 3) image to every logger that takes images."""
+        for sink in self.sinks:
+            if sink.takes_images:
+                self._isolated(sink, "an image", sink.image, tag, image, step)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        """Log a histogram of ``values`` to the loggers that have histograms (TensorBoard, W&B)."""
+        for sink in self.sinks:
+            self._isolated(sink, "a histogram", sink.histogram, tag, values, step)
+
+    def _isolated(self, sink: _Sink, what: str, write: Callable[..., None], *args: Any) -> None:
+        try:
+            write(*args)
+        except Exception as error:  # noqa: BLE001 - one logger's failure must not cost the others their data
+            self._warn(
+                f"{id(sink)}-{type(error).__name__}",
+                f"{sink.name} failed to log {what} ({type(error).__name__}: {error}); the other loggers still get "
+                "it and later events are tried again (shown once per logger and kind of error).",
+            )

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 
+from lightning_explain._compat import MisconfigurationException
 from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
 from lightning_explain.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
 
