@@ -192,6 +192,15 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, make, argv, mess
     assert err.count("\n") == 1
 
 
+def test_timelapse_without_pillow_says_how_to_install_it(logdir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
+    with pytest.raises(SystemExit) as exit_info:
+        main(["timelapse", str(logdir), "-o", str(tmp_path / "out.gif")])
+    assert exit_info.value.code == 2
+    assert "timelapse needs Pillow to write GIF and PNG files; run: pip install pillow" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_console_script_and_python_dash_m():
     pyproject = (ROOT / "pyproject.toml").read_text()  # no tomllib on Python 3.10
     scripts = pyproject.split("[project.scripts]\n", 1)[1].split("\n[", 1)[0]

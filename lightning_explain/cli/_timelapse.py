@@ -17,7 +17,7 @@ def _pil():
     """Pillow's Image, ImageDraw and ImageFont modules, or a ``CLIError`` that says how to install it."""
     try:
         from PIL import Image, ImageDraw, ImageFont
-    except ImportError as err:  # pragma: no cover - Pillow comes with tensorboard>=2.12
+    except ImportError as err:  # recent tensorboard releases require Pillow, older ones (e.g. 2.11) do not
         raise CLIError("timelapse needs Pillow to write GIF and PNG files; run: pip install pillow") from err
     return Image, ImageDraw, ImageFont
 
