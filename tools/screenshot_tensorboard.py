@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.logdir:
             demo = [sys.executable, str(ROOT / "examples" / "digits.py"), "--logdir", str(logdir)]
             print(f"running the demo into {logdir} ...", flush=True)
-            subprocess.run([*demo, "--max-epochs", str(args.max_epochs)], check=True, capture_output=True, cwd=ROOT)
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+            subprocess.run([*demo, "--max-epochs", str(args.max_epochs)], check=True, capture_output=True, env=env)
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
