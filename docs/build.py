@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         math=False,  # both would load scripts from a CDN in the browser
         mermaid=False,
         search=True,
+        template_directory=ROOT / "docs" / "templates",  # lists every public submodule in the navigation
     )
     from pdoc.extract import walk_specs
 
