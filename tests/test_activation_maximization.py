@@ -37,7 +37,7 @@ def model():
 def test_it_raises_the_target_channels_activation(model):
     channels = [0, 3, 7]
     start = torch.randn((3, 3, 12, 12), generator=torch.Generator().manual_seed(0)) * 0.1
-    images = activation_maximization(model, "block.conv2", channels, input_shape=(3, 12, 12), steps=20, seed=0)
+    images = activation_maximization(model, "block.conv2", channels, input_shape=(3, 12, 12), steps=20, lr=0.2)
     assert images.shape == (3, 3, 12, 12) and images.dtype == torch.float32
     before = channel_activation(model, model.block.conv2, start, channels)
     after = channel_activation(model, model.block.conv2, images, channels)
