@@ -22,9 +22,7 @@ def load_example():
 @pytest.mark.parametrize("seed", [1])  # the hardest of seeds 0-9 at these settings (4 of 5); see the report
 def test_saliency_ranks_the_informative_features_first(tmp_path, capsys, seed):
     example = load_example()
-    found = example.main(
-        ["--max-epochs", "4", "--lr", "3e-3", "--weight-decay", "1e-2", "--seed", str(seed), "--logdir", str(tmp_path)]
-    )
+    found = example.main(["--max-epochs", "4", "--seed", str(seed), "--logdir", str(tmp_path)])
     assert found["saliency"] >= 4
     printed = capsys.readouterr().out
     assert f"saliency: {found['saliency']} of the 5 informative features are in its top 5" in printed
