@@ -50,7 +50,9 @@ def test_it_raises_the_target_channels_activation(model):
 
 def test_deterministic_with_the_seed_and_no_global_rng(model):
     rng = torch.random.get_rng_state()
-    first = activation_maximization(model, model.conv, [1, 2], input_shape=(3, 8, 8), steps=5, seed=4)
+    with torch.inference_mode():  # works from a validation step too
+        first = activation_maximization(model, model.conv, [1, 2], input_shape=(3, 8, 8), steps=5, seed=4)
+    assert not first.is_inference()
     assert torch.equal(torch.random.get_rng_state(), rng)
     again = activation_maximization(model, model.conv, [1, 2], input_shape=(3, 8, 8), steps=5, seed=4)
     other = activation_maximization(model, model.conv, [1, 2], input_shape=(3, 8, 8), steps=5, seed=5)

@@ -98,10 +98,10 @@ def activation_maximization(
 
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn((len(channels), *shape), generator=generator) * init_scale
-    x = start.to(device=device, dtype=torch.float32).requires_grad_(True)
-    index = torch.tensor(channels, device=device)
-    optimizer = torch.optim.Adam([x], lr=lr)
-    with explanation_mode(model, device) as handles:
+    with explanation_mode(model, device) as handles:  # also lifts an enclosing no_grad / inference_mode
+        x = start.to(device=device, dtype=torch.float32).clone().requires_grad_(True)
+        index = torch.tensor(channels, device=device)
+        optimizer = torch.optim.Adam([x], lr=lr)
         name, module = resolve_layer(model, layer, x.detach())
         captured: list[Tensor] = []
 
