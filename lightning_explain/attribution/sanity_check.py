@@ -171,16 +171,17 @@ def sanity_check(
     cascade = _cascade(model, inputs, layers)
 
     trained, layer_name = _maps(model, inputs, targets, named, functions, layer)
-    copy_model = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
     correlations: dict[str, list[tuple[str, float]]] = {m: [] for m in trained}
-    for name in cascade:
-        randomise_layer(copy_model.get_submodule(name), generator)
-        randomised, _ = _maps(copy_model, inputs, targets, named, functions, layer_name)
-        for method, maps in trained.items():
-            rho = spearman(maps.abs(), randomised[method].abs()).nanmean()
-            correlations[method].append((name or "<root>", float(rho)))
-    del copy_model
+    with torch.inference_mode(False):  # the copy's parameters must be ordinary tensors, even from a validation step
+        copy_model = copy.deepcopy(model)
+        for name in cascade:
+            randomise_layer(copy_model.get_submodule(name), generator)
+            randomised, _ = _maps(copy_model, inputs, targets, named, functions, layer_name)
+            for method, maps in trained.items():
+                rho = spearman(maps.abs(), randomised[method].abs()).nanmean()
+                correlations[method].append((name or "<root>", float(rho)))
+        del copy_model
     passed = {m: not (series[-1][1] > threshold) for m, series in correlations.items()}
     result = SanityCheckResult(correlations, passed, threshold, [n or "<root>" for n in cascade])
     if warn:
