@@ -99,10 +99,12 @@ def test_seeded_and_targets_fixed_on_the_trained_model(trained):
     assert all(torch.equal(t, predicted) for t in seen) and len(seen) == 4  # trained + 3 randomised models
 
 
-def test_chosen_layers_and_target(trained):
+def test_chosen_layers_target_and_unnamed_callables(trained):
     model, images = trained
     result = sanity_check(model, images, 1, methods="saliency", layers=["fc"])
     assert [name for name, _ in result.correlations["saliency"]] == ["fc"]
+    lambdas = sanity_check(model, images, methods=(lambda m, x, t: x[:, 0], lambda m, x, t: -x[:, 0]), warn=False)
+    assert sorted(lambdas.correlations) == ["<lambda>", "<lambda>_1"]
 
 
 def test_randomise_layer_keeps_scale_and_draws_only_from_the_generator():

@@ -211,7 +211,10 @@ def _split_methods(methods: Sequence[str | MapFunction]) -> tuple[tuple[str, ...
             raise ValueError(
                 f"methods must hold method names or callables (model, inputs, targets) -> maps, got {m!r}."
             )
-        functions[getattr(m, "__name__", type(m).__name__)] = m
+        name = getattr(m, "__name__", type(m).__name__)
+        if name in functions or name in names:  # two lambdas, or a callable named like a method
+            name = f"{name}_{len(functions)}"
+        functions[name] = m
     if not names and not functions:
         raise ValueError("methods must name at least one method.")
     return (check_methods(names) if names else ()), functions
