@@ -1,0 +1,220 @@
+"""FeatureExplainCallback: attributions of tabular and sequence probes in TensorBoard, during training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor
+
+from lightning_explain.attribution._pass import explanation_mode, gradient_pass
+from lightning_explain.attribution.feature_attribution import check_feature_inputs, feature_saliency_from_gradient
+from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.map_statistics import spearman, top_mass
+from lightning_explain.rendering_signals import render_feature_bars, render_sequence_strips
+
+KINDS = ("auto", "tabular", "sequence")
+FeatureMethod = Callable[[Any, Tensor, Any], Tensor]
+
+
+class FeatureExplainCallback(ProbeEventCallback):
+    """Log per-feature (tabular) or per-time-step (sequence) attributions of a fixed probe batch.
+
+    The counterpart of :class:`ExplainCallback` for inputs that are not images. At a baseline
+    event before the first optimizer step, then every ``every_n_epochs`` epochs and/or
+    ``every_n_steps`` steps, the probe is explained in eval mode without changing training and,
+    at ``trainer.global_step``, ``key = {prefix}/{method}`` gets:
+
+    - tabular probes (N, F): ``{key}/features`` (image), a bar chart of the ``top_k`` features by
+      mean attribution over the probe; ``{key}/feature/{name}`` (scalars), the mean attribution
+      of those ``top_k`` features;
+    - sequence probes (N, T) or (N, T, D): ``{key}/sequences`` (image), per sample a line plot of
+      the input above a heat strip of its attribution per time step; ``{key}/concentration``, the
+      share of attribution in the top 10% of time steps;
+    - both: ``{key}/values`` (histogram) of every attribution value; ``{key}/change`` = 1 − the
+      Spearman rank correlation with the previous event's attributions (mean over the probe);
+      ``{prefix}/probe_accuracy`` when the probe has labels.
+
+    A probe that is not 2-D or 3-D, or a method that cannot explain it (integer token ids for
+    saliency), stops ``fit`` before the first step with a ``ValueError``.
+
+    Args:
+        probe: ``None`` = the first ``probe_size`` validation samples (else training samples), a
+            tensor of inputs, or an ``(inputs, targets)`` pair.
+        probe_size: how many samples to take when ``probe`` is None.
+        method: ``"saliency"`` (:func:`~lightning_explain.attribution.feature_saliency`) or a callable
+            ``(model, inputs, target) -> (N, F) or (N, T)`` such as an integrated-gradients function.
+        kind: ``"auto"`` (2-D probes are tabular, 3-D probes sequences), ``"tabular"`` or ``"sequence"``
+            (a 2-D probe read as univariate sequences).
+        feature_names: names of the F features (tabular); default ``f0``, ``f1``, ...
+        top_k: how many features the bar chart and the scalars show.
+        target: ``"label"``, ``"predicted"``, a class index, or ``None`` = the label when the probe
+            has labels, else the prediction.
+        every_n_steps: also log every this many optimizer steps (``None`` = off).
+        every_n_epochs: log at the end of every this many epochs (``None`` = off).
+        unpack_batch: turns a batch into ``(inputs, targets or None)``; see :class:`ExplainCallback`.
+        prefix: the logging namespace.
+
+    Example::
+
+        trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[FeatureExplainCallback(feature_names=cols)])
+    """
+
+    def __init__(
+        self,
+        *,
+        probe: Any = None,
+        probe_size: int = 64,
+        method: Literal["saliency"] | FeatureMethod = "saliency",
+        kind: Literal["auto", "tabular", "sequence"] = "auto",
+        feature_names: Sequence[str] | None = None,
+        top_k: int = 10,
+        target: Literal["label", "predicted"] | int | None = None,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = 1,
+        unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        prefix: str = "explain",
+    ) -> None:
+        super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        if method != "saliency" and not callable(method):
+            raise ValueError(
+                f"method must be 'saliency' or a callable (model, inputs, target) -> maps, got {method!r}."
+            )
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}.")
+        if feature_names is not None and (isinstance(feature_names, str) or not len(feature_names)):
+            raise ValueError("feature_names must be a non-empty sequence of names, one per feature.")
+        check_positive_int("top_k", top_k)
+        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
+        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
+        if target not in (None, "label", "predicted") and (isinstance(target, bool) or not isinstance(target, int)):
+            raise ValueError(f"target must be 'label', 'predicted', a class index or None, got {target!r}.")
+        if isinstance(target, int) and target < 0:
+            raise ValueError(f"target must be a class index >= 0, got {target}.")
+        self.method = method
+        self.method_name = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
+        self.kind = kind
+        self.feature_names = None if feature_names is None else [str(n) for n in feature_names]
+        self.top_k = top_k
+        self.target = target
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs
+        self.prefix = prefix
+        self._kind = "tabular"
+        self._target_mode: str | int = "predicted"
+        self._previous: Tensor | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(method=self.method_name, prefix=self.prefix)
+
+    # ----------------------------------------------------------------------------------- hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            self._setup_writer(trainer, needs_images=True)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Choose the probe, check its shape, explain it once (a dry run that stops ``fit`` on bad configuration)."""
+        probe = self._prepare_probe(trainer, pl_module)
+        shape = tuple(probe.inputs.shape)
+        if probe.inputs.ndim not in (2, 3):
+            raise ValueError(
+                f"FeatureExplainCallback explains tabular inputs (N, F) or sequences (N, T) / (N, T, D); the probe "
+                f"has shape {shape}. For images use ExplainCallback; for custom batches pass unpack_batch= or probe=."
+            )
+        if self.kind == "tabular" and probe.inputs.ndim == 3:
+            raise ValueError(f"kind='tabular' needs a probe of shape (N, F); got {shape}. Use kind='sequence'.")
+        self._kind = "sequence" if self.kind == "sequence" or probe.inputs.ndim == 3 else "tabular"
+        if self._kind == "tabular" and self.feature_names is not None and len(self.feature_names) != shape[1]:
+            raise ValueError(
+                f"feature_names has {len(self.feature_names)} names, but the probe has {shape[1]} features."
+            )
+        self._target_mode = self._resolve_target_mode(probe.targets)
+        with torch.no_grad():
+            maps, logits = self._explain(pl_module)
+        if tuple(maps.shape) != shape[:2]:
+            raise ValueError(
+                f"method {self.method_name!r} returned maps of shape {tuple(maps.shape)}; expected {shape[:2]}."
+            )
+        if trainer.global_step == 0 and self._last_event_step is None:
+            self._event(trainer, lambda step: self._log(maps, logits, step))
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._event(trainer, lambda step: self._log(*self._explain(pl_module), step))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._event(trainer, lambda step: self._log(*self._explain(pl_module), step))
+
+    # ------------------------------------------------------------------------------- the event
+    def _resolve_target_mode(self, targets: Tensor | None) -> str | int:
+        if self.target is None:
+            return "label" if targets is not None else "predicted"
+        if self.target == "label" and targets is None:
+            raise MisconfigurationException(
+                "FeatureExplainCallback(target='label') needs a probe with class labels, but the probe has none. "
+                "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
+            )
+        return self.target
+
+    def _explain(self, pl_module: Any) -> tuple[Tensor, Tensor | None]:
+        probe = self._device_probe
+        target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
+        if self.method == "saliency":  # one pass gives the maps and the logits
+            result = gradient_pass(pl_module, check_feature_inputs(probe.inputs), target, input_grad=True)
+            return feature_saliency_from_gradient(result.input_grad), result.logits
+        maps = self.method(pl_module, probe.inputs, target).detach().float()
+        logits = None
+        if probe.targets is not None:
+            with explanation_mode(pl_module, probe.inputs.device), torch.no_grad():
+                logits = pl_module(probe.inputs)
+        return maps, logits
+
+    def _log(self, maps: Tensor, logits: Tensor | None, step: int) -> None:
+        if not bool(torch.isfinite(maps).all()):
+            self._warn("nonfinite", f"{self.method_name} attributions hold NaN or inf at step {step}; not logged.")
+            return
+        key = f"{self.prefix}/{self.method_name}"
+        names: list[str] = []
+        values: list[Tensor] = []
+        if self._kind == "tabular":
+            importance = maps.mean(dim=0)
+            top = importance.abs().topk(min(self.top_k, importance.numel())).indices
+            feature_names = self.feature_names or [f"f{i}" for i in range(importance.numel())]
+            names += [f"{key}/feature/{feature_names[i]}" for i in top.tolist()]
+            values += list(importance[top])
+        else:
+            names.append(f"{key}/concentration")
+            values.append(top_mass(maps).nanmean())
+        if self._previous is not None and self._previous.shape == maps.shape:
+            names.append(f"{key}/change")
+            values.append(1 - spearman(maps, self._previous.to(maps.device)).nanmean())
+        self._previous = maps
+        targets = self._device_probe.targets
+        if logits is not None and logits.ndim == 2:
+            names.append(f"{self.prefix}/probe_accuracy")
+            values.append((logits.argmax(dim=1) == targets).float().mean())
+        host = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=maps.device) for v in values]).cpu()
+        scalars = {n: v for n, v in zip(names, host.tolist(), strict=True) if v == v}  # drop NaN (undefined)
+        if self._writer.can_log_images:
+            if self._kind == "tabular":
+                image = render_feature_bars(maps, self.feature_names, self.top_k)
+                self._writer.image(f"{key}/features", image.numpy(), step)
+            else:
+                image = render_sequence_strips(maps, self._device_probe.inputs)
+                self._writer.image(f"{key}/sequences", image.numpy(), step)
+            self._writer.histogram(f"{key}/values", maps.cpu().numpy(), step)
+        self._writer.scalars(scalars, step)
+
+    # ------------------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        state = self._base_state()
+        state["previous"] = None if self._previous is None else self._previous.cpu()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_base_state(state_dict)
+        self._previous = state_dict.get("previous")

@@ -1,0 +1,197 @@
+"""SanityCheckCallback: the model-parameter randomisation test once per run, its result in the logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor, nn
+
+from lightning_explain.attribution.sanity_check import DEFAULT_THRESHOLD, MapFunction, SanityCheckResult, sanity_check
+from lightning_explain.callbacks._base import ProbeEventCallback
+
+WHEN = ("fit_start", "fit_end")
+
+
+class SanityCheckCallback(ProbeEventCallback):
+    """Run :func:`~lightning_explain.attribution.sanity_check` once per run on the probe batch (opt-in).
+
+    Adebayo et al. (2018): an explanation method whose maps barely change when the model's
+    weights are randomised shows the input, not the model. Once per run, at the end of
+    training (``at="fit_end"``, the default: the test is about the trained model) or before
+    the first step (``at="fit_start"``), on global rank zero, a deep copy of the model is
+    randomised layer by layer (output first) and, at ``trainer.global_step``, the callback logs:
+
+    - ``{prefix}/{method}/{layer}``: the mean Spearman rank correlation between the trained
+      model's maps and the maps after randomising every layer down to ``layer``;
+    - ``{prefix}/{method}/final``: the correlation with every layer randomised;
+    - ``{prefix}/{method}/passed``: 1 when the maps depend on the weights, 0 when the final
+      correlation is above ``threshold`` (then a warning names the method);
+    - ``{prefix}/summary`` (TensorBoard text): the readable summary.
+
+    The check needs memory for a second copy of the model and one explanation per method and
+    layer; it never changes the trained model or the random number streams. Bad configuration
+    (an unknown method, a layer that does not exist) stops ``fit`` before the first step.
+
+    Args:
+        methods: method names accepted by ``compute_explanation`` or callables
+            ``(model, inputs, targets) -> maps``.
+        at: ``"fit_end"`` or ``"fit_start"``.
+        layer: the Grad-CAM layer (see :class:`ExplainCallback`).
+        layers: the layers to randomise, output first; ``None`` = every layer with parameters.
+        target: ``"label"``, ``"predicted"``, a class index, or ``None`` = the label when the probe
+            has labels, else the prediction.
+        threshold: the failure threshold of the final correlation, in (-1, 1).
+        seed: seeds the randomisation (a local generator).
+        probe: ``None`` = the first ``probe_size`` validation samples (else training samples), a
+            tensor, or an ``(inputs, targets)`` pair.
+        probe_size: how many samples to take when ``probe`` is None.
+        unpack_batch: turns a batch into ``(inputs, targets or None)``.
+        prefix: the logging namespace.
+
+    Example::
+
+        trainer = Trainer(callbacks=[ExplainCallback(), SanityCheckCallback()])
+    """
+
+    def __init__(
+        self,
+        *,
+        methods: Sequence[str | MapFunction] = ("saliency", "grad_cam"),
+        at: Literal["fit_start", "fit_end"] = "fit_end",
+        layer: str | nn.Module | None = None,
+        layers: Sequence[str] | None = None,
+        target: Literal["label", "predicted"] | int | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+        seed: int = 0,
+        probe: Any = None,
+        probe_size: int = 8,
+        unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        prefix: str = "sanity_check",
+    ) -> None:
+        from lightning_explain.attribution.explain import check_methods
+
+        super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        methods = (methods,) if isinstance(methods, str) or callable(methods) else tuple(methods)
+        bad = [m for m in methods if not isinstance(m, str) and not callable(m)]
+        if not methods or bad:
+            raise ValueError(
+                f"methods must hold method names or callables (model, inputs, targets) -> maps; got {bad}."
+            )
+        names = [m for m in methods if isinstance(m, str)]
+        if names:
+            check_methods(names)
+        if at not in WHEN:
+            raise ValueError(f"at must be one of {list(WHEN)}, got {at!r}.")
+        if layer is not None and not isinstance(layer, (str, nn.Module)):
+            raise ValueError(f"layer must be a module name, a module or None, got {type(layer).__name__}.")
+        if layers is not None and (isinstance(layers, str) or not layers):
+            raise ValueError(f"layers must be a non-empty list of module names or None, got {layers!r}.")
+        if target not in (None, "label", "predicted") and (isinstance(target, bool) or not isinstance(target, int)):
+            raise ValueError(f"target must be 'label', 'predicted', a class index or None, got {target!r}.")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 < threshold < 1:
+            raise ValueError(f"threshold must be a number in (-1, 1), got {threshold!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}.")
+        self.methods = methods
+        self.at = at
+        self.layer = layer
+        self.layers = None if layers is None else list(layers)
+        self.target = target
+        self.threshold = float(threshold)
+        self.seed = seed
+        self.prefix = prefix
+        self.result: SanityCheckResult | None = None
+        self._done = False
+        self._target_mode: str | int = "predicted"
+        self._layer_name: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(prefix=self.prefix)
+
+    # ----------------------------------------------------------------------------------- hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            self._setup_writer(trainer, needs_images=False)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Choose the probe and check the configuration with one explanation (a dry run)."""
+        from lightning_explain.attribution.explain import compute_explanation
+
+        probe = self._prepare_probe(trainer, pl_module)
+        self._target_mode = self._resolve_target_mode(probe.targets)
+        names = tuple(m for m in self.methods if isinstance(m, str))
+        with torch.no_grad():
+            if names:
+                explanation = compute_explanation(pl_module, probe.inputs, self._targets(), self.layer, names)
+                self._layer_name = explanation.layer_name  # resolved once, then used by name
+        if self.layers is not None:
+            missing = [n for n in self.layers if n not in dict(pl_module.named_modules())]
+            if missing:
+                raise ValueError(f"layers {missing} are not modules of {type(pl_module).__name__}.")
+        if self.at == "fit_start" and not self._done:
+            self._event(trainer, lambda step: self._run(pl_module, step))
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.at == "fit_end" and not self._done:
+            self._event(trainer, lambda step: self._run(pl_module, step))
+
+    # ------------------------------------------------------------------------------- the event
+    def _resolve_target_mode(self, targets: Tensor | None) -> str | int:
+        if self.target is None:
+            return "label" if targets is not None else "predicted"
+        if self.target == "label" and targets is None:
+            raise MisconfigurationException(
+                "SanityCheckCallback(target='label') needs a probe with class labels, but the probe has none. "
+                "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
+            )
+        return self.target
+
+    def _targets(self) -> Any:
+        return {"label": self._device_probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
+
+    def _run(self, pl_module: Any, step: int) -> None:
+        self._done = True  # once per run, also when it fails
+        result = sanity_check(
+            pl_module,
+            self._device_probe.inputs,
+            self._targets(),
+            methods=self.methods,
+            layer=self._layer_name or self.layer,
+            layers=self.layers,
+            threshold=self.threshold,
+            seed=self.seed,
+            warn=False,
+        )
+        self.result = result
+        scalars: dict[str, float] = {}
+        for method, series in result.correlations.items():
+            for name, rho in series:
+                if rho == rho:  # NaN: undefined, left out
+                    scalars[f"{self.prefix}/{method}/{name}"] = rho
+            if series and series[-1][1] == series[-1][1]:
+                scalars[f"{self.prefix}/{method}/final"] = series[-1][1]
+            scalars[f"{self.prefix}/{method}/passed"] = float(result.passed[method])
+        self._writer.scalars(scalars, step)
+        for logger in self._writer.tensorboard:
+            logger.experiment.add_text(f"{self.prefix}/summary", "    " + result.summary.replace("\n", "\n    "), step)
+        failed = [m for m, ok in result.passed.items() if not ok]
+        if failed:
+            rank_zero_warn(
+                f"SanityCheckCallback: the maps of {failed} do not depend on the model's weights (rank correlation "
+                f"above {self.threshold} after randomising every layer, Adebayo et al. 2018).\n{result.summary}"
+            )
+
+    # ------------------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        state = self._base_state()
+        state["done"] = self._done
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_base_state(state_dict)
+        self._done = bool(state_dict.get("done", False))
