@@ -17,16 +17,36 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "ActivationMaximizationCallback": "lightning_explain.callbacks",
     "ExplainCallback": "lightning_explain.callbacks",
+    "FeatureExplainCallback": "lightning_explain.callbacks",
     "GradientNormMonitor": "lightning_explain.callbacks",
+    "ModelHistogramMonitor": "lightning_explain.callbacks",
+    "SanityCheckCallback": "lightning_explain.callbacks",
     "attribution": "lightning_explain.attribution",
 }
 
-__all__ = ["ExplainCallback", "GradientNormMonitor", "attribution", "__version__"]
+__all__ = [
+    "ActivationMaximizationCallback",
+    "ExplainCallback",
+    "FeatureExplainCallback",
+    "GradientNormMonitor",
+    "ModelHistogramMonitor",
+    "SanityCheckCallback",
+    "attribution",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from lightning_explain import attribution
-    from lightning_explain.callbacks import ExplainCallback, GradientNormMonitor
+    from lightning_explain.callbacks import (
+        ActivationMaximizationCallback,
+        ExplainCallback,
+        FeatureExplainCallback,
+        GradientNormMonitor,
+        ModelHistogramMonitor,
+        SanityCheckCallback,
+    )
 
 
 def __getattr__(name: str) -> Any:

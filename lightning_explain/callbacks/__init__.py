@@ -1,6 +1,17 @@
 """Lightning callbacks: thin orchestration of the attribution functions, rendering and logging."""
 
+from lightning_explain.callbacks.activation_max_callback import ActivationMaximizationCallback
 from lightning_explain.callbacks.explain_callback import ExplainCallback
+from lightning_explain.callbacks.feature_explain_callback import FeatureExplainCallback
 from lightning_explain.callbacks.gradient_norm_monitor import GradientNormMonitor
+from lightning_explain.callbacks.model_monitor import ModelHistogramMonitor
+from lightning_explain.callbacks.sanity_check_callback import SanityCheckCallback
 
-__all__ = ["ExplainCallback", "GradientNormMonitor"]
+__all__ = [
+    "ActivationMaximizationCallback",
+    "ExplainCallback",
+    "FeatureExplainCallback",
+    "GradientNormMonitor",
+    "ModelHistogramMonitor",
+    "SanityCheckCallback",
+]

@@ -213,6 +213,11 @@ class LogWriter:
         return writer
 
     @property
+    def tensorboard(self) -> list[Any]:
+        """The TensorBoard loggers, for what only TensorBoard shows (the model graph, text)."""
+        return [sink.logger for sink in self.sinks if isinstance(sink, _TensorBoardSink)]
+
+    @property
     def can_log_images(self) -> bool:
         """Whether any logger accepts images."""
         return any(sink.takes_images for sink in self.sinks)
