@@ -144,7 +144,8 @@ class ExplainCallback(ProbeEventCallback):
         if probe.inputs.ndim != 4:
             raise ValueError(
                 f"ExplainCallback draws heatmaps over images and needs probe inputs of shape (N, C, H, W); got "
-                f"{tuple(probe.inputs.shape)}. For custom batches, pass unpack_batch= or probe= with image inputs."
+                f"{tuple(probe.inputs.shape)}. For tabular (N, F) or sequence (N, T[, D]) inputs use "
+                "FeatureExplainCallback; for custom batches, pass unpack_batch= or probe= with image inputs."
             )
         self._target_mode = self._resolve_target_mode(probe.targets)
         with torch.no_grad():
