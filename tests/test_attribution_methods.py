@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Occlusion
+from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Occlusion, Saliency
 from torch import Tensor, nn
 from toy_models import ResidualCNN, SingleScoreCNN, TinyCNN, warm_batchnorm
 
@@ -88,6 +88,21 @@ def make_target(kind: str, model: nn.Module, x: Tensor):
         return 2, torch.full((x.shape[0],), 2, dtype=torch.long)
     per_sample = torch.tensor([4, 0, 3, 1])
     return per_sample, per_sample
+
+
+# --------------------------------------------------------------------------- saliency reductions
+@pytest.mark.parametrize("reduce", [None, "sum", "sum_abs", "max_abs"])
+def test_saliency_reductions_match_captum(residual, reduce):
+    model, x = residual
+    target = torch.tensor([4, 0, 3, 1])
+    signed = Saliency(model).attribute(leaf(x), target=target, abs=False)
+    expected = {
+        None: signed,
+        "sum": signed.sum(1),
+        "sum_abs": signed.abs().sum(1),
+        "max_abs": signed.abs().amax(1),
+    }[reduce]
+    assert_maps_close(saliency(model, x, target, reduce=reduce), expected)
 
 
 # --------------------------------------------------------------------------- guided backprop

@@ -192,7 +192,8 @@ def test_method_options_name_each_functions_keywords():
     assert METHOD_OPTIONS["integrated_gradients"] == ("baseline", "steps", "method", "chunk_size", "reduce")
     assert METHOD_OPTIONS["smoothgrad"] == ("samples", "noise", "seed", "chunk_size", "reduce")
     assert METHOD_OPTIONS["occlusion"] == ("window", "stride", "baseline", "chunk_size", "reduce")
-    assert METHOD_OPTIONS["saliency"] == () and METHOD_OPTIONS["guided_grad_cam"] == ("reduce",)
+    assert METHOD_OPTIONS["saliency"] == ("reduce",) and METHOD_OPTIONS["guided_grad_cam"] == ("reduce",)
+    assert METHOD_OPTIONS["grad_cam"] == ()
 
 
 def test_layer_methods_on_non_image_inputs_name_themselves():

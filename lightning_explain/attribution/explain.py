@@ -21,7 +21,6 @@ from lightning_explain.attribution.guided_backprop import guided_gradient_pass
 from lightning_explain.attribution.guided_grad_cam import guided_grad_cam_from
 from lightning_explain.attribution.integrated_gradients import integrated_gradients
 from lightning_explain.attribution.occlusion import occlusion
-from lightning_explain.attribution.saliency import saliency_from_gradient
 from lightning_explain.attribution.smoothgrad import smoothgrad
 
 METHODS = (
@@ -48,6 +47,7 @@ _NEEDS_FLOAT = {"saliency", "integrated_gradients", "smoothgrad", "occlusion"} |
 
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     **{name: () for name in METHODS},
+    "saliency": ("reduce",),
     "guided_backprop": ("reduce",),
     "guided_grad_cam": ("reduce",),
     **{
@@ -159,7 +159,7 @@ def compute_explanation(
     for method in methods:
         opts = options.get(method, {})
         if method == "saliency":
-            maps[method] = saliency_from_gradient(plain.input_grad)
+            maps[method] = reduce_channels(plain.input_grad, opts.get("reduce", "max_abs"))
         elif method == "grad_cam":
             maps[method] = grad_cam_from_activation(plain.activation, plain.activation_grad, size)
         elif method == "grad_cam_pp":
