@@ -252,3 +252,34 @@ def test_resumed_tensorboard_series_has_no_duplicate_steps(tmp_path):
     )
     steps = [e.step for e in read_tensorboard(tmp_path / "tb" / "version_0").Images("explain/saliency")]
     assert steps == [0, 3, 4, 6, 8]
+
+
+def test_every_callback_has_a_state_key_per_configuration():
+    from lightning_explain import (
+        ActivationMaximizationCallback,
+        FeatureExplainCallback,
+        ModelHistogramMonitor,
+        SanityCheckCallback,
+    )
+
+    pairs = [
+        (FeatureExplainCallback(), FeatureExplainCallback(every_n_steps=4)),
+        (FeatureExplainCallback(), FeatureExplainCallback(kind="sequence")),
+        (ModelHistogramMonitor(), ModelHistogramMonitor(every_n_epochs=2)),
+        (ModelHistogramMonitor(), ModelHistogramMonitor(activations=False)),
+        (SanityCheckCallback(), SanityCheckCallback(at="fit_start")),
+        (SanityCheckCallback(), SanityCheckCallback(methods=("saliency",))),
+        (
+            ActivationMaximizationCallback(layer="features.3", channels=[0]),
+            ActivationMaximizationCallback(layer="features.3", channels=[1]),
+        ),
+    ]
+    for first, second in pairs:
+        assert first.state_key != second.state_key
+        assert first.state_key == type(first)(**_same_arguments(first)).state_key
+
+
+def _same_arguments(callback):
+    if type(callback).__name__ == "ActivationMaximizationCallback":
+        return {"layer": callback.layer, "channels": list(callback.channels)}
+    return {}

@@ -33,6 +33,22 @@ def check_strategy(trainer: Any, owner: str) -> None:
         )
 
 
+def resolve_target_mode(owner: str, target: str | int | None, targets: Any) -> str | int:
+    """What ``target=`` means for a probe: ``"label"``, ``"predicted"`` or a class index.
+
+    ``None`` is the label when the probe has labels, else the prediction; ``"label"`` on a
+    probe without labels is a configuration error, raised at fit start.
+    """
+    if target is None:
+        return "label" if targets is not None else "predicted"
+    if target == "label" and targets is None:
+        raise MisconfigurationException(
+            f"{owner}(target='label') needs a probe with class labels, but the probe has none. "
+            "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
+        )
+    return target
+
+
 def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     """Raise ``ValueError`` unless ``value`` is an int >= 1 (or None when allowed)."""
     if value is None and allow_none:
@@ -115,3 +131,27 @@ class ProbeEventCallback(*CALLBACK_BASES):
         self._last_event_step = state.get("last_event_step")
         if state.get("probe_inputs") is not None:
             self._probe = Probe(state["probe_inputs"], state.get("probe_targets"))
+
+
+class ScheduledProbeCallback(ProbeEventCallback):
+    """A :class:`ProbeEventCallback` with the usual schedule: every ``every_n_steps`` optimizer
+    steps and at the end of every ``every_n_epochs`` epochs (either may be ``None`` = off).
+
+    Subclasses set both attributes and implement :meth:`_scheduled_event`. Steps without an
+    event cost one modulo check.
+    """
+
+    every_n_steps: int | None = None
+    every_n_epochs: int | None = None
+
+    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+        """Compute and log one event at ``step`` (inside :meth:`_event`'s guard)."""
+        raise NotImplementedError
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._event(trainer, lambda step: self._scheduled_event(pl_module, step))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._event(trainer, lambda step: self._scheduled_event(pl_module, step))

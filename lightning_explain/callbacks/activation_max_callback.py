@@ -12,11 +12,11 @@ from torch import Tensor, nn
 
 from lightning_explain.attribution._layers import resolve_layer
 from lightning_explain.attribution.activation_maximization import MAX_STEPS, activation_maximization
-from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
 from lightning_explain.rendering import display_images, tile_grid
 
 
-class ActivationMaximizationCallback(ProbeEventCallback):
+class ActivationMaximizationCallback(ScheduledProbeCallback):
     """Log, at scheduled events, the inputs that maximise chosen channels of a layer (opt-in).
 
     At a baseline event before the first optimizer step, then every ``every_n_epochs`` epochs
@@ -93,7 +93,13 @@ class ActivationMaximizationCallback(ProbeEventCallback):
     @property
     def state_key(self) -> str:
         layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
-        return self._generate_state_key(layer=layer, prefix=self.prefix)
+        return self._generate_state_key(
+            layer=layer,
+            channels=tuple(self.channels),
+            every_n_steps=self.every_n_steps,
+            every_n_epochs=self.every_n_epochs,
+            prefix=self.prefix,
+        )
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage == "fit":
@@ -116,13 +122,8 @@ class ActivationMaximizationCallback(ProbeEventCallback):
         if trainer.global_step == 0 and self._last_event_step is None:
             self._event(trainer, lambda step: self._log(pl_module, step))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            self._event(trainer, lambda step: self._log(pl_module, step))
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._event(trainer, lambda step: self._log(pl_module, step))
+    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+        self._log(pl_module, step)
 
     def _maximise(self, pl_module: Any, steps: int | None = None) -> Tensor:
         options = dict(self.options, steps=steps or self.options["steps"])

@@ -8,17 +8,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from lightning_explain._compat import MisconfigurationException
 from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.explain import check_methods, check_options
-from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
 from lightning_explain.map_statistics import spearman, top_mass
 from lightning_explain.rendering import COLOR_SCALES, COLORMAPS, render_explanation_grid, render_feature_maps
 
 TargetChoice = Literal["label", "predicted"] | int | None
 
 
-class ExplainCallback(ProbeEventCallback):
+class ExplainCallback(ScheduledProbeCallback):
     """Log saliency maps and Grad-CAM heatmaps of a fixed probe batch while a model trains.
 
     At a baseline event before the first optimizer step (step 0), then every
@@ -147,7 +146,7 @@ class ExplainCallback(ProbeEventCallback):
                 f"{tuple(probe.inputs.shape)}. For tabular (N, F) or sequence (N, T[, D]) inputs use "
                 "FeatureExplainCallback; for custom batches, pass unpack_batch= or probe= with image inputs."
             )
-        self._target_mode = self._resolve_target_mode(probe.targets)
+        self._target_mode = resolve_target_mode("ExplainCallback", self.target, probe.targets)
         with torch.no_grad():
             explanation = self._explain(pl_module, layer=self.layer)
         if explanation.layer_name is not None:  # resolved once, reused at every event
@@ -155,25 +154,10 @@ class ExplainCallback(ProbeEventCallback):
         if trainer.global_step == 0 and self._last_event_step is None:
             self._event(trainer, lambda step: self._log(explanation, step))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            self._event(trainer, lambda step: self._log(self._explain(pl_module), step))
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._event(trainer, lambda step: self._log(self._explain(pl_module), step))
+    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+        self._log(self._explain(pl_module), step)
 
     # ------------------------------------------------------------------------------- the event
-    def _resolve_target_mode(self, targets: Tensor | None) -> str | int:
-        if self.target is None:
-            return "label" if targets is not None else "predicted"
-        if self.target == "label" and targets is None:
-            raise MisconfigurationException(
-                "ExplainCallback(target='label') needs a probe with class labels, but the probe has none. "
-                "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
-            )
-        return self.target
-
     def _explain(self, pl_module: Any, layer: str | nn.Module | None = None) -> Explanation:
         probe = self._device_probe
         target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)

@@ -6,12 +6,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 
 from lightning_explain.attribution._pass import explanation_mode, gradient_pass
 from lightning_explain.attribution.feature_attribution import check_feature_inputs, feature_saliency_from_gradient
-from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
 from lightning_explain.map_statistics import spearman, top_mass
 from lightning_explain.rendering_signals import render_feature_bars, render_sequence_strips
 
@@ -19,7 +18,7 @@ KINDS = ("auto", "tabular", "sequence")
 FeatureMethod = Callable[[Any, Tensor, Any], Tensor]
 
 
-class FeatureExplainCallback(ProbeEventCallback):
+class FeatureExplainCallback(ScheduledProbeCallback):
     """Log per-feature (tabular) or per-time-step (sequence) attributions of a fixed probe batch.
 
     The counterpart of :class:`ExplainCallback` for inputs that are not images. At a baseline
@@ -108,7 +107,16 @@ class FeatureExplainCallback(ProbeEventCallback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(method=self.method_name, prefix=self.prefix)
+        """Unique per configuration, so several instances keep separate state in one checkpoint."""
+        return self._generate_state_key(
+            method=self.method_name,
+            kind=self.kind,
+            target=self.target,
+            every_n_steps=self.every_n_steps,
+            every_n_epochs=self.every_n_epochs,
+            probe_size=self.probe_size,
+            prefix=self.prefix,
+        )
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -131,7 +139,7 @@ class FeatureExplainCallback(ProbeEventCallback):
             raise ValueError(
                 f"feature_names has {len(self.feature_names)} names, but the probe has {shape[1]} features."
             )
-        self._target_mode = self._resolve_target_mode(probe.targets)
+        self._target_mode = resolve_target_mode("FeatureExplainCallback", self.target, probe.targets)
         with torch.no_grad():
             maps, logits = self._explain(pl_module)
         if tuple(maps.shape) != shape[:2]:
@@ -141,25 +149,10 @@ class FeatureExplainCallback(ProbeEventCallback):
         if trainer.global_step == 0 and self._last_event_step is None:
             self._event(trainer, lambda step: self._log(maps, logits, step))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            self._event(trainer, lambda step: self._log(*self._explain(pl_module), step))
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._event(trainer, lambda step: self._log(*self._explain(pl_module), step))
+    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+        self._log(*self._explain(pl_module), step)
 
     # ------------------------------------------------------------------------------- the event
-    def _resolve_target_mode(self, targets: Tensor | None) -> str | int:
-        if self.target is None:
-            return "label" if targets is not None else "predicted"
-        if self.target == "label" and targets is None:
-            raise MisconfigurationException(
-                "FeatureExplainCallback(target='label') needs a probe with class labels, but the probe has none. "
-                "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
-            )
-        return self.target
-
     def _explain(self, pl_module: Any) -> tuple[Tensor, Tensor | None]:
         probe = self._device_probe
         target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)

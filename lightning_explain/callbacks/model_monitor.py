@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_explain.attribution._pass import explanation_mode
-from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
 from lightning_explain.probe import preserved_global_rng
 
 
@@ -41,7 +41,7 @@ def leaf_activations(model: nn.Module, inputs: Tensor) -> dict[str, Tensor]:
     return captured
 
 
-class ModelHistogramMonitor(ProbeEventCallback):
+class ModelHistogramMonitor(ScheduledProbeCallback):
     """Log histograms of the weights and of the activations on a probe batch, and the model's graph once.
 
     What TensorBoard's "Histograms"/"Distributions" and "Graphs" tabs show. At a baseline event
@@ -107,7 +107,15 @@ class ModelHistogramMonitor(ProbeEventCallback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(prefix=self.prefix)
+        """Unique per configuration, so several instances keep separate state in one checkpoint."""
+        return self._generate_state_key(
+            every_n_steps=self.every_n_steps,
+            every_n_epochs=self.every_n_epochs,
+            weights=self.weights,
+            activations=self.activations,
+            graph=self.graph,
+            prefix=self.prefix,
+        )
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -130,13 +138,8 @@ class ModelHistogramMonitor(ProbeEventCallback):
         if trainer.global_step == 0 and self._last_event_step is None:
             self._event(trainer, lambda step: self._log(pl_module, step))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            self._event(trainer, lambda step: self._log(pl_module, step))
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._event(trainer, lambda step: self._log(pl_module, step))
+    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+        self._log(pl_module, step)
 
     # ------------------------------------------------------------------------------- the event
     def _log(self, pl_module: nn.Module, step: int) -> None:

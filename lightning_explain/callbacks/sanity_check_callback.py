@@ -7,11 +7,10 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 
 from lightning_explain.attribution.sanity_check import DEFAULT_THRESHOLD, MapFunction, SanityCheckResult, sanity_check
-from lightning_explain.callbacks._base import ProbeEventCallback
+from lightning_explain.callbacks._base import ProbeEventCallback, resolve_target_mode
 
 WHEN = ("fit_start", "fit_end")
 
@@ -111,7 +110,10 @@ class SanityCheckCallback(ProbeEventCallback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(prefix=self.prefix)
+        """Unique per configuration, so several instances keep separate state in one checkpoint."""
+        methods = tuple(m if isinstance(m, str) else getattr(m, "__name__", type(m).__name__) for m in self.methods)
+        layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
+        return self._generate_state_key(methods=methods, at=self.at, layer=layer, seed=self.seed, prefix=self.prefix)
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -123,7 +125,7 @@ class SanityCheckCallback(ProbeEventCallback):
         from lightning_explain.attribution.explain import compute_explanation
 
         probe = self._prepare_probe(trainer, pl_module)
-        self._target_mode = self._resolve_target_mode(probe.targets)
+        self._target_mode = resolve_target_mode("SanityCheckCallback", self.target, probe.targets)
         names = tuple(m for m in self.methods if isinstance(m, str))
         with torch.no_grad():
             if names:
@@ -141,16 +143,6 @@ class SanityCheckCallback(ProbeEventCallback):
             self._event(trainer, lambda step: self._run(pl_module, step))
 
     # ------------------------------------------------------------------------------- the event
-    def _resolve_target_mode(self, targets: Tensor | None) -> str | int:
-        if self.target is None:
-            return "label" if targets is not None else "predicted"
-        if self.target == "label" and targets is None:
-            raise MisconfigurationException(
-                "SanityCheckCallback(target='label') needs a probe with class labels, but the probe has none. "
-                "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
-            )
-        return self.target
-
     def _targets(self) -> Any:
         return {"label": self._device_probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
 
