@@ -13,7 +13,7 @@ import contextlib
 import pytest
 import torch
 from torch import Tensor, nn
-from toy_models import BrokenCNN, ResidualCNN, assert_model_unchanged, assert_no_hooks, snapshot_model, warm_batchnorm
+from toy_models import BrokenCNN, assert_model_unchanged, assert_no_hooks, snapshot_model
 
 from lightning_explain.attribution import (
     METHODS,
@@ -42,19 +42,6 @@ CALLS = {
         model, x, methods=METHODS, options={"integrated_gradients": {"steps": 2}, "smoothgrad": {"samples": 2}}
     ),
 }
-
-
-@pytest.fixture
-def mixed_model() -> ResidualCNN:
-    """A warmed-up ResidualCNN: root in train mode, ``block`` in eval mode, some ``.grad`` already set."""
-    torch.manual_seed(0)
-    model = ResidualCNN(in_channels=3, num_classes=5)
-    warm_batchnorm(model, torch.randn(8, 3, H, W))
-    model.train()
-    model.block.eval()
-    model.fc.weight.grad = torch.randn_like(model.fc.weight)
-    model.stem[0].weight.grad = torch.randn_like(model.stem[0].weight)
-    return model
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from toy_models import (
     assert_model_unchanged,
     assert_no_hooks,
     snapshot_model,
-    warm_batchnorm,
 )
 
 from lightning_explain.attribution import explain, find_target_layer, grad_cam, saliency
@@ -36,21 +35,6 @@ CALLS = {
     "explain-saliency-only": lambda model, x: explain(model, x, methods=("saliency",)),
     "find_target_layer": lambda model, x: find_target_layer(model, x),
 }
-
-
-@pytest.fixture
-def mixed_model() -> ResidualCNN:
-    """A warmed-up ResidualCNN: root in train mode, ``block`` in eval mode, some ``.grad`` already set."""
-    torch.manual_seed(0)
-    model = ResidualCNN(in_channels=3, num_classes=5)
-    warm_batchnorm(model, torch.randn(8, 3, H, W))
-    model.train()
-    model.block.eval()
-    model.fc.weight.grad = torch.randn_like(model.fc.weight)
-    model.stem[0].weight.grad = torch.randn_like(model.stem[0].weight)
-    assert model.stem[1].num_batches_tracked.item() > 0
-    assert not torch.equal(model.stem[1].running_mean, torch.zeros(8))
-    return model
 
 
 @pytest.fixture
