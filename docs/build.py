@@ -48,7 +48,7 @@ def _exists(name: str) -> bool:
     for i in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
+        except (ImportError, TypeError):  # TypeError: a relative name such as "._pass"
             continue
         try:
             for attr in parts[i:]:

@@ -4,7 +4,8 @@
 - :func:`token_grad_cam`: Grad-CAM at a layer that outputs tokens (N, T, D), the tokens
   reshaped into their grid (N, D, h, w) after dropping leading tokens such as a CLS token.
 
-Both run in eval mode and leave the model exactly as found (see :mod:`._pass`).
+Both run in eval mode and leave the model exactly as found
+(see :func:`lightning_explain.attribution.compute_explanation`).
 """
 
 from __future__ import annotations

@@ -20,18 +20,20 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
     """Log, at scheduled events, the inputs that maximise chosen channels of a layer (opt-in).
 
     At a baseline event before the first optimizer step, then every ``every_n_epochs`` epochs
-    and/or ``every_n_steps`` steps, on global rank zero, :func:`activation_maximization` runs
-    for ``steps`` steps from the same seeded noise (so images of successive events differ only
-    because the model changed), and ``{prefix}/{layer}`` gets one image: a row of the optimised
-    inputs, one per channel, each normalised to its own range. The model is left exactly as
-    found and no random number stream of training is used. Costs ``steps`` forward and backward
-    passes up to the layer per event; keep ``steps`` and the schedule modest.
+    and/or ``every_n_steps`` steps, on global rank zero,
+    :func:`lightning_explain.attribution.activation_maximization` runs for ``steps`` steps from
+    the same seeded noise (so images of successive events differ only because the model
+    changed), and ``{prefix}/{layer}`` gets one image: a row of the optimised inputs, one per
+    channel, each normalised to its own range. The model is left exactly as found and no random
+    number stream of training is used. Costs ``steps`` forward and backward passes up to the
+    layer per event; keep ``steps`` and the schedule modest.
 
     Args:
         layer: a dotted module name or a module.
         channels: channel indices of the layer's output to visualise.
         input_shape: one input's shape ``(C, H, W)``; ``None`` = the probe's.
-        steps: optimisation steps per event, 1 to :data:`MAX_STEPS`.
+        steps: optimisation steps per event, from 1 to
+            :data:`lightning_explain.attribution.activation_maximization.MAX_STEPS`.
         lr: Adam's learning rate.
         tv_weight: total-variation penalty weight.
         l2_weight: L2 penalty weight.
