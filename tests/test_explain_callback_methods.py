@@ -151,3 +151,35 @@ def test_feature_map_grid_through_a_recording_logger(tmp_path):
     keys = set().union(*(metrics for _, metrics in logger.metrics))
     assert "explain/saliency/mean" in keys
     assert not any(key.startswith("explain/feature_maps") for key in keys)
+
+
+def test_grad_cam_on_a_vision_transformers_token_layer(tmp_path):
+    """ViT-style models: Grad-CAM at a token layer through method_options' drop_tokens."""
+    from toy_models import TinyViT
+
+    class LitViT(LitCNN):
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Identity()
+            self.vit = TinyViT(classes=3, image=12, patch=4)
+            self.head = torch.nn.Identity()
+
+        def forward(self, x):
+            return self.vit(x.expand(-1, 3, -1, -1))
+
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    tokens = {"drop_tokens": 1}
+    callback = ExplainCallback(
+        layer="vit.block",
+        methods=("grad_cam", "grad_cam_pp"),
+        method_options={"grad_cam": tokens, "grad_cam_pp": tokens},
+    )
+    fit(tmp_path, callback, logger=logger, model=LitViT(), max_epochs=1)
+    events = read_tensorboard(logger.log_dir)
+    assert [e.step for e in events.Images("explain/grad_cam")] == [0, 4]
+    assert [e.step for e in events.Images("explain/grad_cam_pp")] == [0, 4]
+
+    model = LitViT()
+    with pytest.raises(ValueError, match="returns tokens"):  # without the option: an error before step 0
+        fit(tmp_path, ExplainCallback(layer="vit.block", methods=("grad_cam",)), model=model)
+    assert model.training_steps == 0

@@ -6,27 +6,9 @@ import pytest
 import torch
 from captum.attr import Saliency
 from torch import nn
-from toy_models import MLP, assert_model_unchanged, assert_no_hooks, snapshot_model
+from toy_models import MLP, TinyViT, assert_model_unchanged, assert_no_hooks, snapshot_model
 
 from lightning_explain.attribution.feature_attribution import feature_saliency, token_grad_cam, tokens_to_grid
-
-
-class TinyViT(nn.Module):
-    """Patch embedding (conv, stride 4) -> CLS + tokens + positions -> one encoder layer -> CLS head."""
-
-    def __init__(self, dim: int = 8, classes: int = 3, image: int = 16, patch: int = 4) -> None:
-        super().__init__()
-        self.patch = nn.Conv2d(3, dim, patch, stride=patch)
-        self.cls = nn.Parameter(torch.randn(1, 1, dim))
-        self.pos = nn.Parameter(0.1 * torch.randn(1, 1 + (image // patch) ** 2, dim))
-        self.block = nn.TransformerEncoderLayer(dim, nhead=2, dim_feedforward=16, dropout=0.1, batch_first=True)
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
-        return self.head(self.norm(self.block(tokens))[:, 0])
 
 
 class PatchSum(nn.Module):
@@ -166,3 +148,25 @@ def test_token_grad_cam_argument_errors(images):
         token_grad_cam(model, images, "block", drop_tokens=-1)
     with pytest.raises(ValueError, match=r"tokens \(N, T, D\)"):
         token_grad_cam(model, images, "patch")
+
+
+def test_the_grad_cam_methods_read_a_token_layer_through_the_token_options(images):
+    from lightning_explain.attribution import explain
+
+    torch.manual_seed(0)
+    model = TinyViT().eval()
+    token_options = {"drop_tokens": 1}
+    maps = explain(
+        model,
+        images,
+        target=1,
+        layer="block",
+        methods=("grad_cam", "grad_cam_pp", "guided_grad_cam"),
+        options={m: token_options for m in ("grad_cam", "grad_cam_pp", "guided_grad_cam")},
+    )
+    torch.testing.assert_close(maps["grad_cam"], token_grad_cam(model, images, "block", target=1))
+    assert maps["grad_cam_pp"].shape == maps["guided_grad_cam"].shape == (4, 16, 16)
+    with pytest.raises(ValueError, match=r"returns tokens \(4, 17, 8\).*'drop_tokens': 1"):
+        explain(model, images, layer="block", methods=("grad_cam",))
+    with pytest.raises(ValueError, match="drop_tokens.*int >= 0"):
+        explain(model, images, layer="block", methods=("grad_cam",), options={"grad_cam": {"drop_tokens": -1}})

@@ -165,6 +165,24 @@ class MLP(nn.Module):
 
 
 @torch.no_grad()
+class TinyViT(nn.Module):
+    """Patch embedding (conv, stride 4) -> CLS + tokens + positions -> one encoder layer -> CLS head."""
+
+    def __init__(self, dim: int = 8, classes: int = 3, image: int = 16, patch: int = 4) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos = nn.Parameter(0.1 * torch.randn(1, 1 + (image // patch) ** 2, dim))
+        self.block = nn.TransformerEncoderLayer(dim, nhead=2, dim_feedforward=16, dropout=0.1, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
+        return self.head(self.norm(self.block(tokens))[:, 0])
+
+
 def warm_batchnorm(model: nn.Module, inputs: Tensor, steps: int = 3) -> nn.Module:
     """Run ``steps`` train-mode forwards so BatchNorm running statistics are non-trivial.
 

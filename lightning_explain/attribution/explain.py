@@ -14,6 +14,7 @@ from lightning_explain.attribution._multipass import forward_logits
 from lightning_explain.attribution._pass import check_inputs, gradient_pass
 from lightning_explain.attribution._reduce import check_reduce, reduce_channels
 from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.attribution.feature_attribution import tokens_to_grid
 from lightning_explain.attribution.feature_maps import capture_activations
 from lightning_explain.attribution.grad_cam import grad_cam_from_activation
 from lightning_explain.attribution.grad_cam_pp import grad_cam_pp_from_activation
@@ -45,17 +46,26 @@ _GUIDED_PASS = {"guided_backprop", "guided_grad_cam"}  # shared guided pass
 _MULTI_PASS = {"integrated_gradients": integrated_gradients, "smoothgrad": smoothgrad, "occlusion": occlusion}
 _NEEDS_FLOAT = {"saliency", "integrated_gradients", "smoothgrad", "occlusion"} | _GUIDED_PASS
 
+_TOKEN_OPTIONS = ("drop_tokens", "grid")  # a token layer (N, T, D) read as a patch grid (ViT-style)
+
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     **{name: () for name in METHODS},
     "saliency": ("reduce",),
+    "grad_cam": _TOKEN_OPTIONS,
+    "grad_cam_pp": _TOKEN_OPTIONS,
     "guided_backprop": ("reduce",),
-    "guided_grad_cam": ("reduce",),
+    "guided_grad_cam": ("reduce", *_TOKEN_OPTIONS),
     **{
         name: tuple(p for p in inspect.signature(fn).parameters if p not in ("model", "inputs", "target"))
         for name, fn in _MULTI_PASS.items()
     },
 }
-"""The keyword options each method takes in ``options=`` (see the method's own function)."""
+"""The keyword options each method takes in ``options=`` (see the method's own function).
+
+The Grad-CAM methods also take ``drop_tokens`` and ``grid`` for a transformer's token layer:
+its (N, T, D) output loses the first ``drop_tokens`` tokens (1 = a CLS token) and is reshaped
+to the patch grid ``grid=(h, w)`` (square when left out), as
+:func:`lightning_explain.attribution.token_grad_cam` does."""
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
@@ -93,6 +103,9 @@ def check_options(
             raise ValueError(f"{method} takes no option(s) {unknown}; its options: {valid}.")
         if "reduce" in values:
             check_reduce(values["reduce"])
+        drop = values.get("drop_tokens", 0)
+        if isinstance(drop, bool) or not isinstance(drop, int) or drop < 0:
+            raise ValueError(f"options[{method!r}]['drop_tokens'] must be an int >= 0, got {drop!r}.")
         checked[method] = dict(values)
     return checked
 
@@ -161,18 +174,33 @@ def compute_explanation(
         if method == "saliency":
             maps[method] = reduce_channels(plain.input_grad, opts.get("reduce", "max_abs"))
         elif method == "grad_cam":
-            maps[method] = grad_cam_from_activation(plain.activation, plain.activation_grad, size)
+            maps[method] = grad_cam_from_activation(*_spatial(plain, opts, method), size)
         elif method == "grad_cam_pp":
-            maps[method] = grad_cam_pp_from_activation(plain.activation, plain.activation_grad, size)
+            maps[method] = grad_cam_pp_from_activation(*_spatial(plain, opts, method), size)
         elif method == "guided_backprop":
             maps[method] = reduce_channels(guided.input_grad, opts.get("reduce", "max_abs"))
         elif method == "guided_grad_cam":
-            cam = grad_cam_from_activation(plain.activation, plain.activation_grad, size)
+            cam = grad_cam_from_activation(*_spatial(plain, opts, method), size)
             maps[method] = guided_grad_cam_from(guided.input_grad, cam, opts.get("reduce", "max_abs"))
         elif method in _MULTI_PASS:
             maps[method] = _MULTI_PASS[method](model, inputs, _resolved(targets, target), **opts)
     features = None if activation is None or "feature_maps" not in chosen else activation.float()
     return Explanation(maps=maps, logits=logits, targets=targets, layer_name=name, activation=features)
+
+
+def _spatial(plain: Any, opts: Mapping[str, Any], method: str) -> tuple[Tensor, Tensor]:
+    """The layer's activation and its gradient as feature maps (N, C, h, w); token layers via the token options."""
+    activation, gradient = plain.activation, plain.activation_grad
+    if activation.ndim == 3 and any(key in opts for key in _TOKEN_OPTIONS):
+        grid, drop = opts.get("grid"), opts.get("drop_tokens", 0)
+        return tokens_to_grid(activation, grid, drop), tokens_to_grid(gradient, grid, drop)
+    if activation.ndim == 3:
+        raise ValueError(
+            f"{method}: the layer returns tokens {tuple(activation.shape)} (N, T, D), not feature maps. For a "
+            f"transformer layer pass options {{'{method}': {{'drop_tokens': 1}}}} (1 = a CLS token; add "
+            "'grid': (h, w) for a patch grid that is not square), or pick a convolutional layer."
+        )
+    return activation, gradient
 
 
 def _resolved(targets: Tensor | None, target: TargetSpec) -> TargetSpec:
