@@ -9,6 +9,8 @@ from lightning.fabric.loggers import TensorBoardLogger as FabricTensorBoardLogge
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lightning_explain.png import encode_png, image_summary
+
 
 def _tensorboard_logger_types() -> tuple[type, ...]:
     types: list[type] = [FabricTensorBoardLogger]
@@ -62,9 +64,16 @@ class LogWriter:
                 logger.log_metrics(metrics, step=step)
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        """Log an ``uint8`` (H, W, 3) image."""
+        """Log an ``uint8`` (H, W, 3) image, PNG-encoded once by :func:`encode_png` (PIL's default is slow)."""
+        if not self.tensorboard:
+            return
+        summary = image_summary(tag, encode_png(image), height=image.shape[0], width=image.shape[1])
         for logger in self.tensorboard:
-            logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
+            writer = logger.experiment
+            if hasattr(writer, "_get_file_writer"):  # what SummaryWriter.add_image itself writes through
+                writer._get_file_writer().add_summary(summary, step)
+            else:
+                writer.add_image(tag, image, global_step=step, dataformats="HWC")
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         """Log a histogram of ``values``."""
