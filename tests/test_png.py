@@ -27,9 +27,9 @@ def test_random_images_round_trip_exactly(shape, level):
     assert np.array_equal(decoded, image)
 
 
-def test_sub_filter_wraps_modulo_256_and_is_exact_at_extremes():
-    image = np.zeros((3, 6, 3), dtype=np.uint8)
-    image[:, ::2] = 255  # 255 -> 0 -> 255: differences of -255 and +255 wrap
+def test_differences_wrap_modulo_256_and_are_exact_at_extremes():
+    image = np.zeros((5, 6, 3), dtype=np.uint8)
+    image[::2] = 255  # rows 255, 0, 255: differences of -255 and +255 wrap
     image[1, :, 1] = np.arange(6) * 51
     assert np.array_equal(decode(encode_png(image)), image)
 
