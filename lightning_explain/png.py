@@ -45,6 +45,7 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
         raise ValueError(f"encode_png needs a non-empty (H, W, 3) or (H, W) image, got shape {image.shape}.")
     if not 0 <= level <= 9:
         raise ValueError(f"level must be a zlib level from 0 to 9, got {level}.")
+    image = np.ascontiguousarray(image)  # a channels-first tensor's permuted view: one copy beats strided math
     height, width, channels = image.shape
     filtered = np.empty((height, 1 + width * channels), dtype=np.uint8)  # a filter-type byte, then the row
     filtered[:, 0] = _UP
