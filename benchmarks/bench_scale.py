@@ -29,11 +29,12 @@ from lightning_explain.attribution import explain
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=None, help="probe size (default: 16; 2 with --quick)")
+    p.add_argument("--size", type=int, default=None, help="input side (default: 224; 64 with --quick)")
     args = p.parse_args(argv)
     device = setup(args)
-    batch, size = (2, 64) if args.quick else (args.batch, args.size)
+    batch = args.batch or (2 if args.quick else 16)
+    size = args.size or (64 if args.quick else 224)
     repeats = args.repeats or (2 if args.quick else 5)
     model = ResNet18().to(device).eval()
     inputs = torch.randn(batch, 3, size, size, device=device)
