@@ -144,4 +144,4 @@ def render_explanation_grid(
         strip = palette[correct.long()][:, :, None, None].expand(-1, -1, max(3, pairs.shape[2] // 24), pairs.shape[3])
         pairs = torch.cat([strip, pairs], dim=2)
     grid = tile_grid(pairs, ncols=math.ceil(math.sqrt(inputs.shape[0])))
-    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()  # rows ready for PNG
