@@ -38,7 +38,7 @@ def benchmarks():
 def restored_globals():
     """The scripts set threads, seeds and logging levels for a process of their own; undo that here."""
     threads, rng = torch.get_num_threads(), torch.random.get_rng_state()
-    loggers = {name: logging.getLogger(name).level for name in ("lightning.pytorch", "lightning.fabric")}
+    loggers = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
     yield
     torch.set_num_threads(threads)
     torch.random.set_rng_state(rng)
