@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
-    for logger_name in [n for n in logging.root.manager.loggerDict if n.startswith("lightning")]:
+    known = ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "lightning_utilities", "pytorch_lightning")
+    for logger_name in {*known, *(n for n in logging.root.manager.loggerDict if n.startswith("lightning"))}:
         logging.getLogger(logger_name).setLevel(logging.WARNING)  # no "GPU available" lines per fit
     ratios: dict[str, float] = {}
     for name in names:
