@@ -33,12 +33,21 @@ def top_mass(maps: Tensor, fraction: float = 0.1) -> Tensor:
 
 
 def average_ranks(values: Tensor) -> Tensor:
-    """Ranks 0 to P-1 of each row of (N, P), tied values sharing their average rank."""
-    ordered = values.sort(dim=1).values.contiguous()
-    values = values.contiguous()
-    low = torch.searchsorted(ordered, values, right=False)
-    high = torch.searchsorted(ordered, values, right=True)
-    return (low + high - 1).float() / 2
+    """Ranks 0 to P-1 of each row of (N, P), tied values sharing their average rank.
+
+    One sort; each run of equal sorted values (NaNs, sorted last, count as equal) gets the
+    mean of its first and last position (a running max / min over run boundaries),
+    scattered back to the original order.
+    """
+    ordered, order = values.sort(dim=1)
+    positions = torch.arange(values.shape[1], device=values.device).expand_as(ordered)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = (ordered[:, 1:] != ordered[:, :-1]) & ~(ordered[:, 1:].isnan() & ordered[:, :-1].isnan())
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, positions, 0).cummax(dim=1).values
+    last = torch.where(ends, positions, values.shape[1] - 1).flip(1).cummin(dim=1).values.flip(1)
+    return torch.empty_like(ordered, dtype=torch.float).scatter_(1, order, (first + last).float() / 2)
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:

@@ -136,15 +136,19 @@ def render_explanation_grid(
     heat = scale_maps(maps, scale)
     blended = overlay(images, heat, colormap, alpha)
     factor = max(1, math.ceil(min_cell / min(images.shape[2:])))
-    pairs = torch.cat([images, blended], dim=3)  # (N, 3, H, 2W): input | overlay
+    # Quantise at the inputs' resolution, then enlarge, label and tile bytes: the same picture as
+    # doing it all in float (enlarging replicates pixels), with a quarter of the memory traffic.
+    pairs = _to_uint8(torch.cat([images, blended], dim=3))  # (N, 3, H, 2W): input | overlay
     if factor > 1:
-        pairs = F.interpolate(pairs, scale_factor=factor, mode="nearest")
+        n, channels, height, width = pairs.shape
+        pairs = pairs[:, :, :, None, :, None].expand(n, channels, height, factor, width, factor)
+        pairs = pairs.reshape(n, channels, height * factor, width * factor)  # nearest-neighbour enlargement
     if correct is not None:
-        palette = pairs.new_tensor([[0.85, 0.15, 0.15], [0.15, 0.75, 0.25]])  # red: wrong, green: right
+        palette = _to_uint8(blended.new_tensor([[0.85, 0.15, 0.15], [0.15, 0.75, 0.25]]))  # red: wrong, green: right
         strip = palette[correct.long()][:, :, None, None].expand(-1, -1, max(3, pairs.shape[2] // 24), pairs.shape[3])
         pairs = torch.cat([strip, pairs], dim=2)
-    grid = tile_grid(pairs, ncols=math.ceil(math.sqrt(inputs.shape[0])))
-    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+    grid = tile_grid(pairs, ncols=math.ceil(math.sqrt(inputs.shape[0])), pad_value=255)
+    return grid.permute(1, 2, 0).contiguous()  # rows ready for PNG
 
 
 def render_feature_maps(
@@ -187,4 +191,9 @@ def render_feature_maps(
     if factor > 1:
         tiles = F.interpolate(tiles, scale_factor=factor, mode="nearest")
     grid = tile_grid(tiles, ncols=channels, pad=1)
-    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+    return _to_uint8(grid).permute(1, 2, 0).contiguous()
+
+
+def _to_uint8(values: Tensor) -> Tensor:
+    """Values in [0, 1] (clamped) as bytes 0 to 255, rounded to nearest."""
+    return (values.clamp(0, 1) * 255).round().to(torch.uint8)

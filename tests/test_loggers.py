@@ -15,7 +15,7 @@ from lit_helpers import LitCNN, RecordingLogger, loaders, read_tensorboard, trai
 from PIL import Image
 
 from lightning_explain import ExplainCallback, GradientNormMonitor
-from lightning_explain.callbacks._log_writer import LogWriter, _encode_png
+from lightning_explain.callbacks._log_writer import LogWriter
 
 EVENT_STEPS = [0, 2, 4]  # 4 optimizer steps, a baseline and then every 2
 GRAD_STEPS = [0, 2]  # training gradients are read before the optimizer step: at global steps 0, 2 (not 4)
@@ -61,15 +61,6 @@ def test_tensorboard_and_csv_at_once_each_get_what_they_take(tmp_path):
     assert {"explain/saliency/concentration", "grad_norm/train/total", "grad_norm/train/features.0"} <= set(header)
     assert [e.step for e in events.Histograms("grad_norm/train/layers")] == GRAD_STEPS
     assert not (Path(csv.log_dir) / "grad_norm").exists()  # no histograms as files: the norms are in metrics.csv
-
-
-def test_png_encoder_round_trips_through_pillow():
-    generator = np.random.default_rng(0)
-    for shape in [(1, 1, 3), (7, 13, 3), (40, 33, 3)]:
-        image = generator.integers(0, 256, size=shape, dtype=np.uint8)
-        np.testing.assert_array_equal(decode(_encode_png(image)), image)
-    strided = generator.integers(0, 256, size=(9, 10, 3), dtype=np.uint8)[:, ::2]  # not contiguous
-    np.testing.assert_array_equal(decode(_encode_png(strided)), strided)
 
 
 def test_a_logger_with_only_a_save_dir_gets_files_there(tmp_path):
