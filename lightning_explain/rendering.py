@@ -111,7 +111,7 @@ def render_explanation_grid(
     colormap: str = "inferno",
     alpha: float = 0.5,
     correct: Tensor | None = None,
-    min_cell: int = 96,
+    min_cell: int = 64,
 ) -> Tensor:
     """One picture of a probe batch and its maps: each sample's input beside its overlay.
 

@@ -283,3 +283,13 @@ def _same_arguments(callback):
     if type(callback).__name__ == "ActivationMaximizationCallback":
         return {"layer": callback.layer, "channels": list(callback.channels)}
     return {}
+
+
+def test_a_checkpoint_of_version_0_1_0_with_previous_maps_still_resumes_the_change_series():
+    from lightning_explain.map_statistics import average_ranks
+
+    maps = torch.rand(2, 4, 4)
+    callback = ExplainCallback()
+    callback.load_state_dict({"last_event_step": 8, "previous_maps": {"saliency": maps}, "fixed_scales": {}})
+    assert torch.equal(callback._previous_ranks["saliency"], average_ranks(maps.flatten(1)))
+    assert "previous_ranks" in callback.state_dict() and "previous_maps" not in callback.state_dict()

@@ -82,6 +82,22 @@ class ProbeEventCallback(*CALLBACK_BASES):
         self._last_event_step: int | None = None
         self._writer: LogWriter | None = None
         self._warn = WarnOnce(type(self).__name__)
+        self._state_key: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        """Unique per configuration, so several instances keep separate state in one checkpoint.
+
+        Built from :meth:`_state_key_fields` once (the configuration does not change after
+        ``__init__``): Lightning reads it at every hook call.
+        """
+        if self._state_key is None:
+            self._state_key = self._generate_state_key(**self._state_key_fields())
+        return self._state_key
+
+    def _state_key_fields(self) -> dict[str, Any]:
+        """The arguments that tell this instance's series apart from another instance's."""
+        return {}
 
     @property
     def probe(self) -> Probe | None:

@@ -92,10 +92,9 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         self._layer_name = ""
         self._shape: tuple[int, ...] = ()
 
-    @property
-    def state_key(self) -> str:
+    def _state_key_fields(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
-        return self._generate_state_key(
+        return dict(
             layer=layer,
             channels=tuple(self.channels),
             every_n_steps=self.every_n_steps,

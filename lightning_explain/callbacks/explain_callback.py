@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.explain import check_methods, check_options
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
-from lightning_explain.map_statistics import spearman, top_mass
+from lightning_explain.map_statistics import average_ranks, pearson, top_mass
 from lightning_explain.rendering import COLOR_SCALES, COLORMAPS, render_explanation_grid, render_feature_maps
 
 TargetChoice = Literal["label", "predicted"] | int | None
@@ -115,13 +115,11 @@ class ExplainCallback(ScheduledProbeCallback):
         self._layer_module: nn.Module | None = None
         self._target_mode: str | int = "predicted"
         self._fixed_scales: dict[str, float] = {}
-        self._previous_maps: dict[str, Tensor] = {}
+        self._previous_ranks: dict[str, Tensor] = {}  # per method: the last event's pixel ranks (N, H*W)
 
-    @property
-    def state_key(self) -> str:
-        """Unique per configuration, so several instances keep separate state in one checkpoint."""
+    def _state_key_fields(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
-        return self._generate_state_key(
+        return dict(
             methods=self.methods,
             layer=layer,
             target=self.target,
@@ -189,11 +187,12 @@ class ExplainCallback(ScheduledProbeCallback):
             key = f"{self.prefix}/{method}"
             names += [f"{key}/concentration", f"{key}/mean"]
             values += [top_mass(maps).nanmean(), maps.mean()]
-            previous = self._previous_maps.get(method)
-            if previous is not None and previous.shape == maps.shape:
+            ranks = average_ranks(maps.float().flatten(1))  # kept: the next event's change needs only these
+            previous = self._previous_ranks.get(method)
+            if previous is not None and previous.shape == ranks.shape:
                 names.append(f"{key}/change")
-                values.append(1 - spearman(maps, previous.to(maps.device)).nanmean())
-            self._previous_maps[method] = maps
+                values.append(1 - pearson(ranks, previous.to(ranks.device)).nanmean())  # Spearman of the maps
+            self._previous_ranks[method] = ranks
         if explanation.activation is not None and self._writer.can_log_images:
             images["feature_maps"] = render_feature_maps(explanation.activation, colormap=self.colormap)
         if correct is not None:
@@ -219,10 +218,12 @@ class ExplainCallback(ScheduledProbeCallback):
     def state_dict(self) -> dict[str, Any]:
         state = self._base_state()
         state["fixed_scales"] = dict(self._fixed_scales)
-        state["previous_maps"] = {m: t.cpu() for m, t in self._previous_maps.items()}
+        state["previous_ranks"] = {m: t.cpu() for m, t in self._previous_ranks.items()}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._load_base_state(state_dict)
         self._fixed_scales = dict(state_dict.get("fixed_scales", {}))
-        self._previous_maps = dict(state_dict.get("previous_maps", {}))
+        self._previous_ranks = dict(state_dict.get("previous_ranks", {}))
+        for method, maps in state_dict.get("previous_maps", {}).items():  # checkpoints of version 0.1.0
+            self._previous_ranks.setdefault(method, average_ranks(maps.float().flatten(1)))

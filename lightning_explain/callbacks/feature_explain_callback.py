@@ -105,10 +105,8 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         self._target_mode: str | int = "predicted"
         self._previous: Tensor | None = None
 
-    @property
-    def state_key(self) -> str:
-        """Unique per configuration, so several instances keep separate state in one checkpoint."""
-        return self._generate_state_key(
+    def _state_key_fields(self) -> dict[str, Any]:
+        return dict(
             method=self.method_name,
             kind=self.kind,
             target=self.target,

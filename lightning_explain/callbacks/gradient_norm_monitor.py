@@ -78,10 +78,8 @@ class GradientNormMonitor(ProbeEventCallback):
         self._layer_names: list[str] = []
         self._owner: dict[nn.Parameter, int] = {}
 
-    @property
-    def state_key(self) -> str:
-        """Unique per configuration, so several instances keep separate state in one checkpoint."""
-        return self._generate_state_key(
+    def _state_key_fields(self) -> dict[str, Any]:
+        return dict(
             source=self.source,
             every_n_steps=self.every_n_steps,
             norm_type=self.norm_type,

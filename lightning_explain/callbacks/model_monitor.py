@@ -105,10 +105,8 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
         self.graph = graph
         self.prefix = prefix
 
-    @property
-    def state_key(self) -> str:
-        """Unique per configuration, so several instances keep separate state in one checkpoint."""
-        return self._generate_state_key(
+    def _state_key_fields(self) -> dict[str, Any]:
+        return dict(
             every_n_steps=self.every_n_steps,
             every_n_epochs=self.every_n_epochs,
             weights=self.weights,

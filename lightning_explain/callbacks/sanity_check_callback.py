@@ -108,12 +108,10 @@ class SanityCheckCallback(ProbeEventCallback):
         self._target_mode: str | int = "predicted"
         self._layer_name: str | None = None
 
-    @property
-    def state_key(self) -> str:
-        """Unique per configuration, so several instances keep separate state in one checkpoint."""
+    def _state_key_fields(self) -> dict[str, Any]:
         methods = tuple(m if isinstance(m, str) else getattr(m, "__name__", type(m).__name__) for m in self.methods)
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
-        return self._generate_state_key(methods=methods, at=self.at, layer=layer, seed=self.seed, prefix=self.prefix)
+        return dict(methods=methods, at=self.at, layer=layer, seed=self.seed, prefix=self.prefix)
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
