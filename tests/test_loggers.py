@@ -73,6 +73,7 @@ def test_a_logger_with_only_a_save_dir_gets_files_there(tmp_path):
     writer = LogWriter([SaveDirLogger()])
     assert writer.can_log_images
     writer.image("probe_maps/grad_cam", image, 7)
+    writer.close()  # images are written on a background thread
     np.testing.assert_array_equal(decode((tmp_path / "saved/probe_maps/grad_cam/step_7.png").read_bytes()), image)
 
 
@@ -200,3 +201,59 @@ def test_mlflow_gets_images_through_log_image(tmp_path, monkeypatch, client):
         ]
     steps = sorted(step for _, key, step in logger.experiment.metrics if key == "grad_norm/train/total")
     assert steps == GRAD_STEPS
+
+
+def images_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("lightning-explain-images")]
+
+
+def test_images_are_written_in_the_background_in_order_and_close_waits_for_them(tmp_path, monkeypatch):
+    import time
+
+    from lightning_explain.callbacks import _log_writer
+
+    class SlowDirLogger(RecordingLogger):
+        @property
+        def save_dir(self):
+            return str(tmp_path / "saved")
+
+    original = _log_writer.encode_png
+    monkeypatch.setattr(_log_writer, "encode_png", lambda image: (time.sleep(0.02), original(image))[1])
+    writer = LogWriter([SlowDirLogger()])
+    start = time.perf_counter()
+    images = [np.full((4, 4, 3), 10 * step, np.uint8) for step in range(12)]
+    for step, image in enumerate(images):
+        writer.image("maps", image, step)
+        assert len(writer._pending) <= _log_writer.MAX_PENDING_IMAGES  # bounded: no growth when logging is slow
+    handed_over = time.perf_counter() - start
+    writer.close()
+    assert handed_over < 12 * 0.02  # the caller did not wait for every encoding
+    for step, image in enumerate(images):
+        np.testing.assert_array_equal(decode((tmp_path / "saved" / "maps" / f"step_{step}.png").read_bytes()), image)
+    assert not images_threads()  # close stops the thread
+
+
+def test_a_logger_failing_on_the_background_thread_is_a_warning_and_the_others_get_the_image(tmp_path):
+    class BrokenImages(RecordingLogger):
+        @property
+        def save_dir(self):
+            return "/proc/no/such/place"  # cannot be created
+
+    class GoodDir(RecordingLogger):
+        @property
+        def save_dir(self):
+            return str(tmp_path / "good")
+
+    writer = LogWriter([BrokenImages(), GoodDir()], owner="Test")
+    with pytest.warns(UserWarning, match=r"Test: BrokenImages failed to log an image"):
+        writer.image("maps", np.zeros((3, 3, 3), np.uint8), 1)
+        writer.close()
+    assert (tmp_path / "good" / "maps" / "step_1.png").exists()
+
+
+def test_fit_leaves_no_image_thread_behind(tmp_path):
+    before = len(images_threads())
+    fit(tmp_path, [TensorBoardLogger(tmp_path, name="tb")])
+    assert len(images_threads()) == before == 0

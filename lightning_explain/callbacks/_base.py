@@ -109,6 +109,11 @@ class ProbeEventCallback(*CALLBACK_BASES):
         check_strategy(trainer, type(self).__name__)
         self._writer = LogWriter.for_trainer(trainer, type(self).__name__, needs_images=needs_images)
 
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Write the images still pending (before Lightning closes the loggers) and stop the writer's thread."""
+        if self._writer is not None:
+            self._writer.close()
+
     def _prepare_probe(self, trainer: Any, pl_module: Any) -> Probe:
         """Choose the probe once per run (or keep the one restored from a checkpoint); move it to the device."""
         if self._probe is None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -60,8 +62,8 @@ class _Sink:
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         self.logger.log_metrics(metrics, step=step)
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        pass
+    def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
+        """Log ``image`` (uint8 HWC); ``png()`` gives its PNG bytes, encoded once for all loggers."""
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         pass
@@ -72,11 +74,11 @@ class _TensorBoardSink(_Sink):
 
     takes_images = True
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
         """PNG-encoded by :func:`lightning_explain.png.encode_png` (PIL's default in ``add_image`` is 7x slower)."""
         writer = self.logger.experiment
         if hasattr(writer, "_get_file_writer"):  # what SummaryWriter.add_image itself writes through
-            summary = image_summary(tag, encode_png(image), height=image.shape[0], width=image.shape[1])
+            summary = image_summary(tag, png(), height=image.shape[0], width=image.shape[1])
             writer._get_file_writer().add_summary(summary, step)
         else:
             writer.add_image(tag, image, global_step=step, dataformats="HWC")
@@ -90,7 +92,7 @@ class _WandbSink(_Sink):
 
     takes_images = True
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
         self.logger.log_image(key=tag, images=[image], step=step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
@@ -104,7 +106,7 @@ class _MLFlowSink(_Sink):
 
     takes_images = True
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
         client = self.logger.experiment
         if "key" in inspect.signature(client.log_image).parameters:  # MLflow >= 2.12: a time series per key
             client.log_image(self.logger.run_id, image, key=tag, step=step)
@@ -131,7 +133,7 @@ class _FileSink(_Sink):
     def takes_images(self) -> bool:  # type: ignore[override]
         return self.directory is not None
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
         if self.directory is None:
             return
         parts = [part for part in tag.split("/") if part not in ("", ".", "..")]
@@ -139,7 +141,7 @@ class _FileSink(_Sink):
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"step_{step}.png")
         with open(path + ".tmp", "wb") as file:  # written whole, then renamed: never a torn PNG
-            file.write(encode_png(image))
+            file.write(png())
         os.replace(path + ".tmp", path)
 
 
@@ -164,6 +166,10 @@ def _sink_for(logger: Any) -> _Sink:
     return _FileSink(logger)
 
 
+MAX_PENDING_IMAGES = 4
+"""Images that may wait for the background writer before :meth:`LogWriter.image` blocks."""
+
+
 class LogWriter:
     """The trainer's loggers, each behind the adapter for what it accepts. Call only on global rank zero.
 
@@ -175,6 +181,8 @@ class LogWriter:
         self.loggers = list(loggers)
         self.sinks = [_sink_for(logger) for logger in self.loggers]
         self._warn = WarnOnce(owner)
+        self._images: ThreadPoolExecutor | None = None  # started at the first image
+        self._pending: deque[Future] = deque()
 
     @classmethod
     def for_trainer(cls, trainer: Any, owner: str, *, needs_images: bool) -> LogWriter:
@@ -216,10 +224,43 @@ class LogWriter:
                 self._isolated(sink, "scalars", sink.scalars, metrics, step)
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        """Log an ``uint8`` (H, W, 3) image to every logger that takes images."""
+        """Log an ``uint8`` (H, W, 3) image to every logger that takes images.
+
+        PNG encoding and writing run on one background thread, in order, so they overlap the
+        next training steps (zlib and numpy release the GIL); at most ``MAX_PENDING_IMAGES``
+        wait at a time. :meth:`flush` waits for all of them.
+        """
+        if self._images is None:
+            self._images = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lightning-explain-images")
+        while self._pending and self._pending[0].done():
+            self._pending.popleft()
+        if len(self._pending) >= MAX_PENDING_IMAGES:
+            self._pending.popleft().result()
+        self._pending.append(self._images.submit(self._write_image, tag, image, step))
+
+    def flush(self) -> None:
+        """Wait until every image handed to :meth:`image` is written."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Write what is pending and stop the background thread (a later image starts a new one)."""
+        self.flush()
+        if self._images is not None:
+            self._images.shutdown(wait=True)
+            self._images = None
+
+    def _write_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        encoded: list[bytes] = []
+
+        def png() -> bytes:
+            if not encoded:
+                encoded.append(encode_png(image))
+            return encoded[0]
+
         for sink in self.sinks:
             if sink.takes_images:
-                self._isolated(sink, "an image", sink.image, tag, image, step)
+                self._isolated(sink, "an image", sink.image, tag, image, png, step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         """Log a histogram of ``values`` to the loggers that have histograms (TensorBoard, W&B)."""
