@@ -29,15 +29,18 @@ def explanation_mode(model: nn.Module, device: torch.device) -> Iterator[list]:
     training_flags = [(module, module.training) for module in model.modules()]
     handles: list = []
     try:
-        model.eval()
+        if any(flag for _, flag in training_flags):  # a model already in eval mode needs no switch
+            model.eval()
         with torch.inference_mode(False), torch.enable_grad(), _autocast_disabled(device):
             yield handles
     finally:
         for handle in handles:
             handle.remove()
-        # Restore each flag directly: ``.train(mode)`` recurses and may be overridden.
+        # Restore each changed flag directly: ``.train(mode)`` recurses and may be overridden, and
+        # ``Module.__setattr__`` only forwards a plain attribute such as this bool to ``object``.
         for module, flag in training_flags:
-            module.training = flag
+            if module.training != flag:
+                object.__setattr__(module, "training", flag)
 
 
 def _autocast_disabled(device: torch.device) -> contextlib.AbstractContextManager:
