@@ -104,10 +104,14 @@ class ProbeEventCallback(*CALLBACK_BASES):
         """The fixed probe batch on the training device, once training has started."""
         return self._device_probe
 
-    def _setup_writer(self, trainer: Any, *, needs_images: bool) -> None:
-        """Check the strategy and the loggers when ``fit`` starts (called from ``setup``)."""
-        check_strategy(trainer, type(self).__name__)
-        self._writer = LogWriter.for_trainer(trainer, type(self).__name__, needs_images=needs_images)
+    _needs_images = False
+    """Whether the callback logs images (then a warning names the loggers that cannot take them)."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Check the strategy and the loggers when ``fit`` starts; raise before any training step."""
+        if stage == "fit":
+            check_strategy(trainer, type(self).__name__)
+            self._writer = LogWriter.for_trainer(trainer, type(self).__name__, needs_images=self._needs_images)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Write the images still pending (before Lightning closes the loggers) and stop the writer's thread."""

@@ -92,6 +92,8 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         self._layer_name = ""
         self._shape: tuple[int, ...] = ()
 
+    _needs_images = True
+
     def _state_key_fields(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
         return dict(
@@ -101,10 +103,6 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
             every_n_epochs=self.every_n_epochs,
             prefix=self.prefix,
         )
-
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage == "fit":
-            self._setup_writer(trainer, needs_images=True)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Resolve the layer and the input shape; one optimisation step as a dry run; the baseline event."""

@@ -117,6 +117,8 @@ class ExplainCallback(ScheduledProbeCallback):
         self._fixed_scales: dict[str, float] = {}
         self._previous_ranks: dict[str, Tensor] = {}  # per method: the last event's pixel ranks (N, H*W)
 
+    _needs_images = True
+
     def _state_key_fields(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
         return dict(
@@ -131,10 +133,6 @@ class ExplainCallback(ScheduledProbeCallback):
         )
 
     # ----------------------------------------------------------------------------------- hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage == "fit":
-            self._setup_writer(trainer, needs_images=True)
-
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe and explain it once (a dry run that stops ``fit`` on bad configuration)."""
         probe = self._prepare_probe(trainer, pl_module)

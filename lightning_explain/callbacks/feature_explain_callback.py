@@ -105,6 +105,8 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         self._target_mode: str | int = "predicted"
         self._previous: Tensor | None = None
 
+    _needs_images = True
+
     def _state_key_fields(self) -> dict[str, Any]:
         return dict(
             method=self.method_name,
@@ -117,10 +119,6 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         )
 
     # ----------------------------------------------------------------------------------- hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage == "fit":
-            self._setup_writer(trainer, needs_images=True)
-
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe, check its shape, explain it once (a dry run that stops ``fit`` on bad configuration)."""
         probe = self._prepare_probe(trainer, pl_module)

@@ -89,8 +89,8 @@ class GradientNormMonitor(ProbeEventCallback):
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if stage == "fit":
-            self._setup_writer(trainer, needs_images=False)
             self._interval = self.every_n_steps or trainer.log_every_n_steps or 1
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:

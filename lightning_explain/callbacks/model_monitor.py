@@ -117,8 +117,8 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if stage == "fit":
-            self._setup_writer(trainer, needs_images=False)
             if not self._writer.tensorboard:
                 rank_zero_warn(
                     "ModelHistogramMonitor: histograms and graphs need a TensorBoardLogger, and the trainer has none, "

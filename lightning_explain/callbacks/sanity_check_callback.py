@@ -114,10 +114,6 @@ class SanityCheckCallback(ProbeEventCallback):
         return dict(methods=methods, at=self.at, layer=layer, seed=self.seed, prefix=self.prefix)
 
     # ----------------------------------------------------------------------------------- hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage == "fit":
-            self._setup_writer(trainer, needs_images=False)
-
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe and check the configuration with one explanation (a dry run)."""
         from lightning_explain.attribution.explain import compute_explanation
