@@ -257,3 +257,23 @@ def test_fit_leaves_no_image_thread_behind(tmp_path):
     before = len(images_threads())
     fit(tmp_path, [TensorBoardLogger(tmp_path, name="tb")])
     assert len(images_threads()) == before == 0
+
+
+@pytest.mark.parametrize("sink_type", ["_WandbSink", "_MLFlowSink"])
+def test_loggers_that_need_ordered_steps_get_the_image_before_image_returns(sink_type):
+    """W&B drops a step older than its current one, so its images are not left to the background thread."""
+    import threading
+
+    from lightning_explain.callbacks import _log_writer
+
+    seen = []
+
+    class Ordered(getattr(_log_writer, sink_type)):
+        def image(self, tag, image, png, step):
+            seen.append((step, threading.current_thread() is threading.main_thread()))
+
+    writer = LogWriter([])
+    writer.sinks = [Ordered(object())]
+    writer.image("maps", np.zeros((2, 2, 3), np.uint8), 3)
+    assert seen == [(3, True)]
+    assert writer._images is None  # no background thread for such loggers

@@ -51,6 +51,9 @@ class _Sink:
     """One logger. The base takes scalars through ``log_metrics`` and drops images and histograms."""
 
     takes_images = False
+    writes_in_background = False
+    """Whether images may be written on the writer's background thread: only where a late write
+    of an earlier step is harmless (TensorBoard, files). W&B drops steps older than its current one."""
 
     def __init__(self, logger: Any) -> None:
         self.logger = logger
@@ -73,6 +76,7 @@ class _TensorBoardSink(_Sink):
     """TensorBoard: images and histograms through the logger's ``SummaryWriter``."""
 
     takes_images = True
+    writes_in_background = True
 
     def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
         """PNG-encoded by :func:`lightning_explain.png.encode_png` (PIL's default in ``add_image`` is 7x slower)."""
@@ -116,6 +120,8 @@ class _MLFlowSink(_Sink):
 
 class _FileSink(_Sink):
     """PNG files in the logger's directory, for loggers without an image API of their own."""
+
+    writes_in_background = True
 
     def __init__(self, logger: Any) -> None:
         super().__init__(logger)
@@ -226,17 +232,21 @@ class LogWriter:
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
         """Log an ``uint8`` (H, W, 3) image to every logger that takes images.
 
-        PNG encoding and writing run on one background thread, in order, so they overlap the
-        next training steps (zlib and numpy release the GIL); at most ``MAX_PENDING_IMAGES``
-        wait at a time. :meth:`flush` waits for all of them.
+        For TensorBoard and PNG files, encoding and writing run on one background thread, in
+        order, so they overlap the next training steps (zlib and numpy release the GIL); at most
+        ``MAX_PENDING_IMAGES`` wait at a time, and :meth:`flush` waits for all of them. Loggers
+        that need their steps in order (W&B, MLflow) get the image here, before this returns.
         """
+        self._write_image(tag, image, step, background=False)
+        if not any(sink.takes_images and sink.writes_in_background for sink in self.sinks):
+            return
         if self._images is None:
             self._images = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lightning-explain-images")
         while self._pending and self._pending[0].done():
             self._pending.popleft()
         if len(self._pending) >= MAX_PENDING_IMAGES:
             self._pending.popleft().result()
-        self._pending.append(self._images.submit(self._write_image, tag, image, step))
+        self._pending.append(self._images.submit(self._write_image, tag, image, step, background=True))
 
     def flush(self) -> None:
         """Wait until every image handed to :meth:`image` is written."""
@@ -250,7 +260,8 @@ class LogWriter:
             self._images.shutdown(wait=True)
             self._images = None
 
-    def _write_image(self, tag: str, image: np.ndarray, step: int) -> None:
+    def _write_image(self, tag: str, image: np.ndarray, step: int, *, background: bool) -> None:
+        """Write to the sinks that write in the background (``background=True``) or to the others."""
         encoded: list[bytes] = []
 
         def png() -> bytes:
@@ -259,7 +270,7 @@ class LogWriter:
             return encoded[0]
 
         for sink in self.sinks:
-            if sink.takes_images:
+            if sink.takes_images and sink.writes_in_background == background:
                 self._isolated(sink, "an image", sink.image, tag, image, png, step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
