@@ -48,6 +48,8 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         ActivationMaximizationCallback(layer="features.6", channels=[0, 1, 2, 3], steps=64)
     """
 
+    _needs_images = True
+
     def __init__(
         self,
         *,
@@ -91,8 +93,6 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         self.prefix = prefix
         self._layer_name = ""
         self._shape: tuple[int, ...] = ()
-
-    _needs_images = True
 
     def _state_key_fields(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__

@@ -68,6 +68,8 @@ class ExplainCallback(ScheduledProbeCallback):
         trainer.fit(model, datamodule=dm)  # then: tensorboard --logdir logs
     """
 
+    _needs_images = True
+
     def __init__(
         self,
         *,
@@ -116,8 +118,6 @@ class ExplainCallback(ScheduledProbeCallback):
         self._target_mode: str | int = "predicted"
         self._fixed_scales: dict[str, float] = {}
         self._previous_ranks: dict[str, Tensor] = {}  # per method: the last event's pixel ranks (N, H*W)
-
-    _needs_images = True
 
     def _state_key_fields(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__

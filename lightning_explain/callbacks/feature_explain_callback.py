@@ -61,6 +61,8 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[FeatureExplainCallback(feature_names=cols)])
     """
 
+    _needs_images = True
+
     def __init__(
         self,
         *,
@@ -104,8 +106,6 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         self._kind = "tabular"
         self._target_mode: str | int = "predicted"
         self._previous: Tensor | None = None
-
-    _needs_images = True
 
     def _state_key_fields(self) -> dict[str, Any]:
         return dict(
