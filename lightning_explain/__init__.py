@@ -22,6 +22,7 @@ _LAZY = {
     "FeatureExplainCallback": "lightning_explain.callbacks",
     "GradientNormMonitor": "lightning_explain.callbacks",
     "ModelHistogramMonitor": "lightning_explain.callbacks",
+    "OverfitMonitor": "lightning_explain.callbacks",
     "SanityCheckCallback": "lightning_explain.callbacks",
     "attribution": "lightning_explain.attribution",
 }
@@ -32,6 +33,7 @@ __all__ = [
     "FeatureExplainCallback",
     "GradientNormMonitor",
     "ModelHistogramMonitor",
+    "OverfitMonitor",
     "SanityCheckCallback",
     "attribution",
     "__version__",
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
         FeatureExplainCallback,
         GradientNormMonitor,
         ModelHistogramMonitor,
+        OverfitMonitor,
         SanityCheckCallback,
     )
 

@@ -1,6 +1,8 @@
 """Run by ``test_distributed.py`` in a subprocess: a 2-process CPU DDP fit with every callback.
 
-Usage: ``python tests/ddp_script.py OUT_DIR [--no-callbacks]``. Lightning's DDP launcher starts
+Usage: ``python tests/ddp_script.py OUT_DIR [--no-callbacks | --stop-on-alert]``. With
+``--stop-on-alert`` the only callback is an ``OverfitMonitor`` forced to alert at step 1 with
+``stop_on_alert=True``: both ranks must stop there together. Lightning's DDP launcher starts
 rank 1 by running this script again. Each rank writes ``OUT_DIR/rank_<r>.json`` with what it
 saw: how often our log writer was called on that rank, and a digest of the final weights.
 """
@@ -19,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from lit_helpers import LitCNN, loaders  # noqa: E402
 
-from lightning_explain import ExplainCallback, GradientNormMonitor  # noqa: E402
+from lightning_explain import ExplainCallback, GradientNormMonitor, OverfitMonitor  # noqa: E402
 from lightning_explain.callbacks import _log_writer  # noqa: E402
 
 STEPS = 4  # 32 training samples, batches of 8, over 2 ranks -> 2 steps per epoch, 2 epochs
@@ -40,7 +42,15 @@ def main() -> None:
 
     seed_everything(3)
     callbacks = []
-    if with_callbacks:
+    max_epochs = 2
+    if "--stop-on-alert" in sys.argv:
+        monitor = OverfitMonitor(
+            every_n_steps=1, probe_size=8, masks={"train": torch.ones(8, 12, 12)}, stop_on_alert=True
+        )
+        monitor.detector.max_mask_ratio = float("inf")  # any learnt model "looks elsewhere"
+        monitor.detector.first_train_loss = float("inf")  # and counts as learnt
+        callbacks, max_epochs = [monitor], 10
+    elif with_callbacks:
         callbacks = [
             ExplainCallback(every_n_steps=1),
             GradientNormMonitor(source="probe", every_n_steps=1),
@@ -52,7 +62,7 @@ def main() -> None:
         accelerator="cpu",
         devices=2,
         strategy="ddp",
-        max_epochs=2,
+        max_epochs=max_epochs,
         logger=TensorBoardLogger(out / "logs", name="", version=""),
         callbacks=callbacks,
         enable_checkpointing=False,

@@ -53,3 +53,10 @@ def test_ddp_training_is_unchanged_by_the_callbacks(runs):
     explained, plain, _ = runs
     assert explained[0]["weights"] == explained[1]["weights"]  # ranks stayed in sync
     assert explained[0]["weights"] == plain[0]["weights"]
+
+
+def test_stop_on_alert_stops_every_rank_at_the_same_step(tmp_path):
+    """The alert is raised on rank zero only; every rank must still stop, or DDP hangs."""
+    ranks = run_ddp(tmp_path / "stop", "--stop-on-alert")
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 1  # the alert at step 1; 10 epochs were allowed
+    assert ranks[0]["weights"] == ranks[1]["weights"]

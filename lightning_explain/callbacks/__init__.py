@@ -5,6 +5,7 @@ from lightning_explain.callbacks.explain_callback import ExplainCallback
 from lightning_explain.callbacks.feature_explain_callback import FeatureExplainCallback
 from lightning_explain.callbacks.gradient_norm_monitor import GradientNormMonitor
 from lightning_explain.callbacks.model_monitor import ModelHistogramMonitor
+from lightning_explain.callbacks.overfit_monitor import OverfitMonitor
 from lightning_explain.callbacks.sanity_check_callback import SanityCheckCallback
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "FeatureExplainCallback",
     "GradientNormMonitor",
     "ModelHistogramMonitor",
+    "OverfitMonitor",
     "SanityCheckCallback",
 ]

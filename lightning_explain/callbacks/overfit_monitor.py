@@ -1,0 +1,298 @@
+"""OverfitMonitor: tells you, during the run, that the model memorises or has found a shortcut."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_explain._compat import MisconfigurationException, rank_zero_warn
+from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
+from lightning_explain.overfit_detector import ADVICE, Alert, EventSignals, OverfitDetector
+from lightning_explain.overfit_signals import ProbeReading, check_masks, compare_probes, read_probe
+from lightning_explain.probe import Probe, check_probe_argument, select_probe
+from lightning_explain.rendering import render_explanation_grid
+
+
+class OverfitMonitor(ScheduledProbeCallback):
+    """Watch a training probe and a validation probe; alert when the model memorises or takes a shortcut.
+
+    At a baseline event before the first step, then every ``every_n_epochs`` epochs and/or
+    ``every_n_steps`` steps, both probes go through the model in eval mode (training is not
+    changed), and the callback logs under ``prefix``:
+
+    - ``train_loss``, ``val_loss``, ``loss_gap`` (val − train); ``train_accuracy``, ``val_accuracy``,
+      ``accuracy_gap`` (train − val);
+    - ``train_grad_norm``, ``val_grad_norm``: the norms of the loss gradients;
+    - ``grad_alignment``: the cosine of the two loss gradients; below 0, a step that lowers the
+      training loss raises the validation loss;
+    - ``explanation_drift``: 1 − Spearman correlation of the validation probe's saliency maps with
+      the previous event's (0 = the model looks at the same places);
+    - ``explanation_gap``: how differently the model explains training and validation inputs (the
+      total variation distance of their mean saliency maps, 0 to 1);
+    - with ``masks``: ``train_in_mask``, ``val_in_mask`` (share of saliency inside the regions of
+      interest) and ``train_mask_area``, ``val_mask_area`` (their share of the input);
+    - ``val_loss_rise``: paired t statistic of the validation-probe loss against its best event;
+    - ``alert``: 1 while an alert is active, else 0;
+    - images ``train_saliency`` and ``val_saliency``: the first ``image_samples`` samples of each probe
+      beside their saliency maps, a strip green where predicted right and red where wrong.
+
+    The rules are in :class:`~lightning_explain.overfit_detector.OverfitDetector`. Each new alert is
+    added to :attr:`alerts` and shown as a warning with its evidence and what to try; with
+    ``stop_on_alert=True`` it also stops training (on every rank, like ``EarlyStopping``).
+
+    Args:
+        every_n_epochs: an event at the end of every this many epochs (``None`` = off).
+        every_n_steps: an event every this many optimizer steps (``None`` = off).
+        patience: how many events in a row a condition must hold before it raises an alert.
+        stop_on_alert: set ``trainer.should_stop`` when an alert is raised.
+        masks: regions of interest: ``{"train": masks, "val": masks}`` (either key may be left out),
+            each a bool tensor with one mask per probe sample, in the probe's order, shaped like the
+            probe's maps: (N, H, W) (or (N, 1, H, W)) for images, the input's shape for other data.
+        train_probe: ``(inputs, targets)``; ``None`` = the first ``probe_size`` samples of the
+            training dataset (read without drawing random numbers, so the shuffling is unchanged).
+        val_probe: ``(inputs, targets)``; ``None`` = the first ``probe_size`` validation samples.
+        probe_size: how many samples per probe when it is not given.
+        loss_fn: ``loss_fn(logits, targets) -> per-sample losses (N,)``; cross-entropy by default.
+        unpack_batch: turns a batch into ``(inputs, targets)``; see :class:`ExplainCallback`.
+        image_samples: how many samples of each probe to draw (0 = no images).
+        min_significance: the paired t statistic above which the validation loss counts as risen.
+        max_mask_ratio: with masks, the share of saliency inside the regions, relative to their area,
+            at or below which a model that has learnt its training probe is said to look elsewhere.
+        min_explanation_gap: without masks, the explanation gap that, with ``min_accuracy_gap``,
+            suggests a shortcut.
+        min_accuracy_gap: see ``min_explanation_gap``.
+        prefix: the logging namespace.
+
+    Example::
+
+        monitor = OverfitMonitor(stop_on_alert=True)
+        trainer = Trainer(max_epochs=100, callbacks=[monitor])
+        trainer.fit(model, datamodule=dm)
+        for alert in monitor.alerts:
+            print(alert.step, alert.reason)
+    """
+
+    _needs_images = True
+
+    def __init__(
+        self,
+        *,
+        every_n_epochs: int | None = 1,
+        every_n_steps: int | None = None,
+        patience: int = 2,
+        stop_on_alert: bool = False,
+        masks: Mapping[str, Tensor] | None = None,
+        train_probe: Any = None,
+        val_probe: Any = None,
+        probe_size: int = 128,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        image_samples: int = 8,
+        min_significance: float = 2.5,
+        max_mask_ratio: float = 1.25,
+        min_explanation_gap: float = 0.1,
+        min_accuracy_gap: float = 0.2,
+        prefix: str = "overfit",
+    ) -> None:
+        super().__init__(probe=val_probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
+        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
+        if every_n_epochs is None and every_n_steps is None:
+            raise ValueError("OverfitMonitor needs a schedule: set every_n_epochs and/or every_n_steps.")
+        check_positive_int("patience", patience)
+        if not isinstance(stop_on_alert, bool):
+            raise ValueError(f"stop_on_alert must be True or False, got {stop_on_alert!r}.")
+        if loss_fn is not None and not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable (logits, targets) -> per-sample losses, got {loss_fn!r}.")
+        if isinstance(image_samples, bool) or not isinstance(image_samples, int) or image_samples < 0:
+            raise ValueError(f"image_samples must be an int >= 0, got {image_samples!r}.")
+        for name, value in [
+            ("min_significance", min_significance),
+            ("max_mask_ratio", max_mask_ratio),
+            ("min_explanation_gap", min_explanation_gap),
+            ("min_accuracy_gap", min_accuracy_gap),
+        ]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+        self.every_n_epochs = every_n_epochs
+        self.every_n_steps = every_n_steps
+        self.patience = patience
+        self.stop_on_alert = stop_on_alert
+        self.masks = check_masks(masks)
+        self._user_train_probe = check_probe_argument(train_probe)
+        self.loss_fn = loss_fn
+        self.image_samples = image_samples
+        self.prefix = prefix
+        self.detector = OverfitDetector(
+            patience=patience,
+            min_significance=float(min_significance),
+            max_mask_ratio=float(max_mask_ratio),
+            min_explanation_gap=float(min_explanation_gap),
+            min_accuracy_gap=float(min_accuracy_gap),
+        )
+        self.alerts: list[Alert] = []
+        """Every alert raised so far: ``Alert(step, reason, kind)``, in order."""
+        self._train_probe: Probe | None = None
+        self._device_train_probe: Probe | None = None
+        self._device_masks: dict[str, Tensor] = {}
+        self._parameters: list[Tensor] = []
+        self._previous_ranks: Tensor | None = None
+        self._stop_requested = False
+
+    def _state_key_fields(self) -> dict[str, Any]:
+        return dict(
+            every_n_epochs=self.every_n_epochs,
+            every_n_steps=self.every_n_steps,
+            probe_size=self.probe_size,
+            prefix=self.prefix,
+        )
+
+    @property
+    def train_probe(self) -> Probe | None:
+        """The fixed training probe on the training device, once training has started."""
+        return self._device_train_probe
+
+    # ----------------------------------------------------------------------------------- hooks
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Choose both probes, check them and the masks, and take the baseline (a dry run at fit start)."""
+        if self._probe is None:
+            self._probe = self._choose_probe(trainer, "val", self._user_probe)
+        if self._train_probe is None:
+            self._train_probe = self._choose_probe(trainer, "train", self._user_train_probe)
+        self._device_probe = self._probe.to(pl_module.device)
+        self._device_train_probe = self._train_probe.to(pl_module.device)
+        self._parameters = [p for p in pl_module.parameters() if p.requires_grad]
+        if not self._parameters:
+            raise MisconfigurationException("OverfitMonitor needs a model with trainable parameters.")
+        with torch.no_grad():
+            readings = self._read(pl_module)
+        self._device_masks = {name: self._check_mask_shape(name, readings[name]) for name in self.masks}
+        if trainer.global_step == 0 and self._last_event_step is None:
+            self._event(trainer, lambda step: self._log(readings, step))
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            self._sync_stop(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            super().on_train_epoch_end(trainer, pl_module)
+            self._sync_stop(trainer)
+
+    def _sync_stop(self, trainer: Any) -> None:
+        """Every rank takes part (events run on rank zero only); a stop on one rank alone would hang DDP."""
+        if self.stop_on_alert:
+            if trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False):
+                trainer.should_stop = True
+
+    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+        self._log(self._read(pl_module), step)
+
+    # ------------------------------------------------------------------------------- the event
+    def _choose_probe(self, trainer: Any, source: str, given: Probe | None) -> Probe:
+        if given is None:
+            try:
+                given = select_probe(trainer, self.probe_size, self.unpack_batch, source=source)
+            except ValueError as error:
+                raise MisconfigurationException(
+                    f"OverfitMonitor could not take its {source} probe: {error} Give the trainer "
+                    f"{'validation' if source == 'val' else 'training'} data, or pass {source}_probe=(inputs, targets)."
+                ) from error
+        if given.targets is None:
+            raise MisconfigurationException(
+                f"OverfitMonitor needs class labels for its {source} probe (its loss and accuracy), but the probe has "
+                f"none. Pass {source}_probe=(inputs, targets), or unpack_batch= that returns targets."
+            )
+        return Probe(given.inputs.cpu(), given.targets.cpu())
+
+    def _check_mask_shape(self, name: str, reading: ProbeReading) -> Tensor:
+        mask = self.masks[name]
+        maps = reading.maps
+        if maps is None:
+            raise MisconfigurationException(f"masks[{name!r}] needs float probe inputs to explain; got integers.")
+        if mask.ndim == maps.ndim + 1 and mask.shape[1] == 1:
+            mask = mask[:, 0]
+        if mask.shape != maps.shape:
+            raise MisconfigurationException(
+                f"masks[{name!r}] has shape {tuple(self.masks[name].shape)}, but the {name} probe's maps have shape "
+                f"{tuple(maps.shape)}: give one mask per probe sample, in the probe's order (the first probe_size "
+                f"samples of the dataset unless you pass {name}_probe=), shaped like the input without channels."
+            )
+        return mask.to(maps.device, torch.bool)
+
+    def _read(self, pl_module: Any) -> dict[str, ProbeReading]:
+        probes = {"train": self._device_train_probe, "val": self._device_probe}
+        return {
+            name: read_probe(pl_module, probe.inputs, probe.targets, self._parameters, self.loss_fn)
+            for name, probe in probes.items()
+        }
+
+    def _log(self, readings: dict[str, ProbeReading], step: int) -> None:
+        train, val = readings["train"], readings["val"]
+        values, ranks = compare_probes(train, val, self._device_masks, self._previous_ranks)
+        maps_ok = ranks is not None
+        if maps_ok:
+            self._previous_ranks = ranks
+        elif train.maps is not None:
+            self._warn("nonfinite-maps", f"saliency maps hold NaN or inf at step {step}; map signals not logged.")
+        device = train.loss.device
+        host_values = torch.stack([v.float().to(device) for v in values.values()]).cpu().tolist()  # one transfer
+        host = dict(zip(values, host_values, strict=True))
+        if not all(host[k] == host[k] and abs(host[k]) != float("inf") for k in ("train_loss", "val_loss")):
+            self._warn("nonfinite-loss", f"the probe losses are NaN or inf at step {step}; the event is skipped.")
+            return
+        signals = EventSignals(
+            step=step,
+            train_loss=host["train_loss"],
+            val_loss=host["val_loss"],
+            train_accuracy=host["train_accuracy"],
+            val_accuracy=host["val_accuracy"],
+            val_losses=val.losses.cpu(),
+            grad_alignment=host["grad_alignment"],
+            explanation_gap=host.get("explanation_gap", float("nan")),
+            train_in_mask=host.get("train_in_mask"),
+            mask_area=host.get("train_mask_area"),
+        )
+        for alert in self.detector.update(signals):
+            self.alerts.append(alert)
+            self._stop_requested = self._stop_requested or self.stop_on_alert
+            stopping = " Stopping training (stop_on_alert=True)." if self.stop_on_alert else ""
+            rank_zero_warn(f"OverfitMonitor alert at step {alert.step}: {alert.reason} {ADVICE[alert.kind]}{stopping}")
+        host["val_loss_rise"] = self.detector.rise
+        host["alert"] = float(bool(self.detector.active))
+        self._writer.scalars({f"{self.prefix}/{k}": v for k, v in host.items() if v == v}, step)  # NaN: undefined
+        if maps_ok and self.image_samples and train.maps.ndim == 3 and self._writer.can_log_images:
+            self._log_images(readings, step)
+
+    def _log_images(self, readings: dict[str, ProbeReading], step: int) -> None:
+        probes = {"train": self._device_train_probe, "val": self._device_probe}
+        for name, probe in probes.items():
+            k = self.image_samples
+            reading = readings[name]
+            image = render_explanation_grid(probe.inputs[:k], reading.maps[:k], correct=reading.correct[:k])
+            self._writer.image(f"{self.prefix}/{name}_saliency", image.cpu().numpy(), step)
+
+    # ------------------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        state = self._base_state()
+        probe = self._train_probe
+        state["train_probe_inputs"] = None if probe is None else probe.inputs
+        state["train_probe_targets"] = None if probe is None else probe.targets
+        state["detector"] = self.detector.state_dict()
+        state["alerts"] = [tuple(alert) for alert in self.alerts]
+        state["previous_ranks"] = None if self._previous_ranks is None else self._previous_ranks.cpu()
+        state["stop_requested"] = self._stop_requested
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_base_state(state_dict)
+        if state_dict.get("train_probe_inputs") is not None:
+            self._train_probe = Probe(state_dict["train_probe_inputs"], state_dict.get("train_probe_targets"))
+        self.detector.load_state_dict(state_dict.get("detector", {}))
+        self.alerts = [Alert(*alert) for alert in state_dict.get("alerts", [])]
+        self._previous_ranks = state_dict.get("previous_ranks")
+        self._stop_requested = bool(state_dict.get("stop_requested", False))

@@ -1,0 +1,292 @@
+"""Signals of overfitting and shortcut learning, read from two fixed probe batches.
+
+Pure functions, no Lightning: :class:`~lightning_explain.OverfitMonitor` calls them at each
+event on a training probe and a validation probe.
+
+- :func:`read_probe`: one forward pass in eval mode gives the loss, the accuracy, the loss
+  gradient of every parameter and the saliency maps of the labelled class.
+- :func:`gradient_alignment`: the cosine of the training and validation loss gradients. Below
+  zero, a step that lowers the training loss raises the validation loss (to first order).
+- :func:`mask_fraction`: the share of attribution inside a region of interest.
+- :func:`explanation_gap`: how differently the model explains training and validation inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_explain.attribution._pass import explanation_mode
+from lightning_explain.map_statistics import average_ranks, pearson
+
+PROBES = ("train", "val")
+"""The two probes, by name."""
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+"""``loss_fn(logits, targets) -> per-sample losses (N,)``, e.g. ``F.cross_entropy(..., reduction="none")``."""
+
+
+def per_sample_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """The default loss: cross-entropy of each sample, (N,)."""
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+@dataclass
+class ProbeReading:
+    """What one pass over a probe gives (all detached, on the probe's device).
+
+    Attributes:
+        losses: the loss of each sample, (N,) float32.
+        loss: their mean, a 0-d float32 tensor.
+        correct: whether each sample's arg-max logit is its label, bool (N,).
+        accuracy: their share, 0-d float32.
+        gradients: the loss gradient of each requested parameter (``None`` for one the loss does not use).
+        maps: saliency of the labelled class, ``max_c |dS/dx|`` for images (N, H, W), ``|dS/dx|``
+            for other inputs (N, ...); ``None`` when maps were not asked for or the inputs are not float.
+    """
+
+    losses: Tensor
+    loss: Tensor
+    correct: Tensor
+    accuracy: Tensor
+    gradients: list[Tensor | None]
+    maps: Tensor | None
+
+
+def read_probe(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    parameters: Sequence[nn.Parameter],
+    loss_fn: LossFn | None = None,
+    with_maps: bool = True,
+) -> ProbeReading:
+    """Loss, accuracy, parameter gradients and saliency maps of ``model`` on one probe batch.
+
+    One forward pass in eval mode (no BatchNorm update, no dropout), then one backward pass for
+    the parameter gradients of the loss and, with ``with_maps``, one for the input gradient of
+    the labelled logits (the saliency of :func:`lightning_explain.attribution.saliency`). The
+    model, its ``.grad`` and ``inputs`` are left exactly as found.
+
+    Args:
+        model: a classifier returning logits (N, K).
+        inputs: the probe's inputs (N, ...).
+        targets: class indices (N,).
+        parameters: the parameters to differentiate the loss for.
+        loss_fn: ``loss_fn(logits, targets) -> per-sample losses (N,)``; cross-entropy by default.
+            The gradients are those of the mean loss.
+        with_maps: whether to compute the saliency maps.
+    """
+    loss_fn = loss_fn or per_sample_cross_entropy
+    with explanation_mode(model, inputs.device):
+        x = inputs.detach().clone()
+        with_maps = with_maps and x.is_floating_point()
+        if with_maps:
+            x.requires_grad_(True)
+        logits = model(x)
+        losses = loss_fn(logits, targets)
+        if not isinstance(losses, Tensor) or losses.shape != (x.shape[0],):
+            raise ValueError(
+                f"loss_fn must return one loss per sample, shape ({x.shape[0]},); got "
+                f"{tuple(getattr(losses, 'shape', ()))}. For a torch loss pass reduction='none', "
+                "e.g. loss_fn=lambda logits, y: F.cross_entropy(logits, y, reduction='none')."
+            )
+        loss = losses.mean()
+        parameters = list(parameters)
+        gradients = torch.autograd.grad(loss, parameters, allow_unused=True, retain_graph=with_maps)
+        maps = None
+        if with_maps:
+            score = logits.gather(1, targets.view(-1, 1)).sum()
+            (input_grad,) = torch.autograd.grad(score, x)
+            maps = input_grad.abs().amax(dim=1) if input_grad.ndim == 4 else input_grad.abs()
+            maps = maps.float()
+        correct = logits.detach().argmax(dim=1) == targets
+    return ProbeReading(
+        losses=losses.detach().float(),
+        loss=loss.detach().float(),
+        correct=correct,
+        accuracy=correct.float().mean(),
+        gradients=[None if g is None else g.detach() for g in gradients],
+        maps=maps,
+    )
+
+
+def gradient_norm(gradients: Sequence[Tensor | None]) -> Tensor:
+    """The L2 norm of all gradients together (``None`` entries count as zero), a 0-d tensor."""
+    present = [g.float().flatten() for g in gradients if g is not None]
+    if not present:
+        raise ValueError("gradient_norm needs at least one gradient.")
+    return torch.linalg.vector_norm(torch.cat(present))
+
+
+def gradient_alignment(a: Sequence[Tensor | None], b: Sequence[Tensor | None]) -> Tensor:
+    """Cosine similarity of two gradients given per parameter (``None`` = zero for that parameter).
+
+    1: the two losses fall together; 0: unrelated; below 0: a step down one loss climbs the other.
+    NaN when either gradient is all zero.
+
+    Example:
+        >>> gradient_alignment([torch.tensor([1.0, 0.0])], [torch.tensor([-1.0, 0.0])]).item()
+        -1.0
+    """
+    if len(a) != len(b):
+        raise ValueError(f"the two gradients have {len(a)} and {len(b)} parameters; they must match.")
+    dot = norm_a = norm_b = None
+    for ga, gb in zip(a, b, strict=True):
+        if ga is None and gb is None:
+            continue
+        ga_ = torch.zeros_like(gb) if ga is None else ga
+        gb_ = torch.zeros_like(ga) if gb is None else gb
+        terms = ((ga_.float() * gb_.float()).sum(), ga_.float().square().sum(), gb_.float().square().sum())
+        dot, norm_a, norm_b = terms if dot is None else (dot + terms[0], norm_a + terms[1], norm_b + terms[2])
+    if dot is None:
+        return torch.tensor(float("nan"))
+    denominator = (norm_a * norm_b).sqrt()
+    return torch.where(denominator > 0, dot / denominator, torch.full_like(dot, float("nan")))
+
+
+def mask_fraction(maps: Tensor, masks: Tensor) -> Tensor:
+    """Share of each map's absolute attribution inside its mask, (N,); NaN for an all-zero map.
+
+    ``masks`` are boolean (or 0/1) with the maps' shape. Compare with :func:`mask_area`: a model
+    that ignores the region puts about its area's share of attribution in it.
+
+    Example:
+        >>> maps = torch.tensor([[[1.0, 3.0]]])
+        >>> mask_fraction(maps, torch.tensor([[[False, True]]])).item()
+        0.75
+    """
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks of shape {tuple(masks.shape)} do not match maps of shape {tuple(maps.shape)}.")
+    weights = maps.float().abs().flatten(1)
+    inside = (weights * masks.flatten(1).to(weights)).sum(dim=1)
+    total = weights.sum(dim=1)
+    return torch.where(total > 0, inside / total, torch.full_like(total, float("nan")))
+
+
+def mask_area(masks: Tensor) -> Tensor:
+    """Share of each mask's pixels that are inside the region, (N,)."""
+    return masks.flatten(1).float().mean(dim=1)
+
+
+def mean_map(maps: Tensor) -> Tensor:
+    """The average of maps each scaled to sum 1 (all-zero maps left out): where a probe is looked at, on average."""
+    flat = maps.float().abs().flatten(1)
+    total = flat.sum(dim=1, keepdim=True)
+    keep = total.squeeze(1) > 0
+    if not bool(keep.any()):
+        return torch.zeros_like(maps[0], dtype=torch.float)
+    return (flat[keep] / total[keep]).mean(dim=0).view(maps.shape[1:])
+
+
+def explanation_gap(train_maps: Tensor, val_maps: Tensor) -> Tensor:
+    """How differently a model explains two sets of inputs: the total variation distance of their mean maps.
+
+    Each map is scaled to sum 1 and the maps of each set are averaged (:func:`mean_map`): where the
+    model looks, on average. The result is half the L1 distance of the two averages: 0 when the
+    model looks at the same places in both sets, 1 when at disjoint places. A shortcut that only
+    the training inputs carry (a marker, a watermark) pulls the training average towards it.
+    """
+    if train_maps.shape[1:] != val_maps.shape[1:]:
+        raise ValueError(
+            f"maps of shape {tuple(train_maps.shape[1:])} and {tuple(val_maps.shape[1:])} cannot be compared; "
+            "the training and validation probes need inputs of the same shape."
+        )
+    return 0.5 * (mean_map(train_maps) - mean_map(val_maps)).abs().sum()
+
+
+def map_ranks(maps: Tensor) -> Tensor:
+    """Each map's pixel ranks (N, P): keep these to measure drift at the next event without the maps."""
+    return average_ranks(maps.float().flatten(1))
+
+
+def explanation_drift(ranks: Tensor, previous_ranks: Tensor) -> Tensor:
+    """1 − the mean Spearman correlation of each sample's map with its map at the previous event."""
+    return 1 - pearson(ranks, previous_ranks).nanmean()
+
+
+def paired_rise(losses: Tensor, reference: Tensor) -> Tensor:
+    """How significantly per-sample losses rose since a reference event: a paired t statistic.
+
+    The mean of ``losses − reference`` over the same samples, divided by its standard error.
+    Above about 3, the rise is too broad and consistent to be a few samples' noise. Because the
+    probe is fixed, each sample is compared with itself, which makes the test sensitive where a
+    comparison of two means would not be. 0 for no change; ±inf for a uniform shift.
+
+    Example:
+        >>> paired_rise(torch.tensor([1.1, 1.2, 1.3, 1.2]), torch.tensor([1.0, 1.0, 1.1, 1.0])).item() > 3
+        True
+    """
+    if losses.shape != reference.shape or losses.ndim != 1:
+        raise ValueError(f"paired_rise needs two (N,) tensors; got {tuple(losses.shape)} and {tuple(reference.shape)}.")
+    difference = losses.double() - reference.double().to(losses.device)
+    mean = difference.mean()
+    if difference.numel() < 2:
+        return torch.tensor(float("nan"))
+    error = difference.std() / difference.numel() ** 0.5
+    if float(error) == 0:
+        return torch.tensor(0.0 if float(mean) == 0 else float("inf") * float(mean.sign()))
+    return (mean / error).float()
+
+
+def compare_probes(
+    train: ProbeReading,
+    val: ProbeReading,
+    masks: Mapping[str, Tensor] | None = None,
+    previous_ranks: Tensor | None = None,
+) -> tuple[dict[str, Tensor], Tensor | None]:
+    """Every signal of one event, as 0-d tensors on the probes' device, and the validation maps' ranks.
+
+    Always: the two losses, accuracies and their gaps, the gradient norms and ``grad_alignment``.
+    When both probes have finite maps: ``explanation_gap``; ``explanation_drift`` against
+    ``previous_ranks`` (the ranks this function returned at the previous event); with ``masks``
+    (per probe name, shaped like the maps), ``{name}_in_mask`` and ``{name}_mask_area``. The ranks
+    returned are ``None`` when the maps are missing or not finite.
+    """
+    values = {
+        "train_loss": train.loss,
+        "val_loss": val.loss,
+        "loss_gap": val.loss - train.loss,
+        "train_accuracy": train.accuracy,
+        "val_accuracy": val.accuracy,
+        "accuracy_gap": train.accuracy - val.accuracy,
+        "train_grad_norm": gradient_norm(train.gradients),
+        "val_grad_norm": gradient_norm(val.gradients),
+        "grad_alignment": gradient_alignment(train.gradients, val.gradients),
+    }
+    if train.maps is None or val.maps is None:
+        return values, None
+    if not bool(torch.isfinite(train.maps).all() and torch.isfinite(val.maps).all()):
+        return values, None
+    values["explanation_gap"] = explanation_gap(train.maps, val.maps)
+    ranks = map_ranks(val.maps)
+    if previous_ranks is not None and previous_ranks.shape == ranks.shape:
+        values["explanation_drift"] = explanation_drift(ranks, previous_ranks.to(ranks.device))
+    readings = {"train": train, "val": val}
+    for name, mask in (masks or {}).items():
+        values[f"{name}_in_mask"] = mask_fraction(readings[name].maps, mask).nanmean()
+        values[f"{name}_mask_area"] = mask_area(mask).mean()
+    return values, ranks
+
+
+def check_masks(masks: Any) -> dict[str, Tensor]:
+    """Validate ``masks={"train": ..., "val": ...}`` (either key optional): bool tensors (N, ...), on the CPU."""
+    if masks is None:
+        return {}
+    if not isinstance(masks, Mapping) or not masks or not set(masks) <= set(PROBES):
+        keys = f" with keys {sorted(masks)}" if isinstance(masks, Mapping) else ""
+        raise ValueError(
+            "masks must be a dict with keys 'train' and/or 'val', each a bool tensor with one region-of-interest "
+            f"mask per probe sample; got {type(masks).__name__}{keys}."
+        )
+    checked = {}
+    for name, mask in masks.items():
+        if not isinstance(mask, Tensor) or mask.ndim < 2:
+            raise ValueError(f"masks[{name!r}] must be a tensor (N, ...) with one mask per probe sample, got {mask!r}.")
+        checked[name] = mask.detach().bool().cpu()
+    return checked

@@ -1,0 +1,55 @@
+"""examples/overfitting.py: OverfitMonitor's defaults on the three synthetic scenarios, in real fits.
+
+Shorter runs than the README's table (which uses the full lengths and five seeds), so the suite
+stays fast; each assertion is one the table reports too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "overfitting.py"
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("overfitting_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_shortcut_raises_a_shortcut_alert_and_saliency_sits_on_the_marker(example, tmp_path):
+    result = example.run_scenario("shortcut", 0, logdir=str(tmp_path), max_epochs=4)
+    assert result["alerts"], "no alert on the shortcut run"
+    first = result["alerts"][0]
+    assert first.kind == "shortcut" and "regions of interest" in first.reason
+    assert first.step <= 3 * result["steps_per_epoch"]  # within the first three epochs
+    on_marker, on_shape = example.saliency_on_marker(result["model"], result["train"])
+    marker_area = example.MARKER_SIZE**2 / 32**2
+    assert on_marker > 10 * marker_area  # the 3x3 marker (0.9% of the image) draws far more than its share
+    assert on_marker > on_shape  # more than the whole shape's bounding box
+
+
+def test_memorisation_raises_an_overfitting_alert_once_validation_loss_stops_improving(example, tmp_path):
+    result = example.run_scenario("memorisation", 2, logdir=str(tmp_path), max_epochs=20)
+    kinds = [alert.kind for alert in result["alerts"]]
+    assert "overfitting" in kinds
+    alert_step = result["alerts"][kinds.index("overfitting")].step
+    assert alert_step >= result["smoothed_minimum_step"]  # not while validation loss still improves
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_clean_run_raises_no_alert(example, tmp_path, seed):
+    result = example.run_scenario("clean", seed, logdir=str(tmp_path), max_epochs=5)
+    assert result["alerts"] == []
+
+
+def test_main_prints_the_alert_and_where_saliency_sits(example, tmp_path, capsys):
+    example.main(["--scenario", "shortcut", "--max-epochs", "3", "--logdir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "[shortcut]" in printed and "on the marker" in printed
+    assert "EarlyStopping(patience=3)" in printed
