@@ -7,8 +7,12 @@ Two kinds of alert, each raised after its condition has held at ``patience`` eve
 
 - ``"overfitting"``: the validation probe's loss is significantly above its best (a paired t
   statistic over the same samples above ``min_significance``) while the training probe's loss
-  is below where it was then. Training still improves on the data it sees and is getting
-  worse on data it does not: it memorises.
+  is below where it was then and training accuracy has pulled further ahead of validation
+  accuracy. Training still improves on the data it sees and is getting worse on data it does
+  not: it memorises. The best event is picked on one half of the probe
+  and the rise measured on the other half, both ways (:func:`cross_fitted_rise`): an event that
+  was low by chance on the samples that picked it is not low by chance on the others, so noise
+  around a plateau does not read as a rise.
 - ``"shortcut"``: the model has learnt the training probe (its loss fell to under half its
   first value), and either its attribution on the training probe falls inside the regions of
   interest no more than ``max_mask_ratio`` times what their area would get by chance (with
@@ -82,7 +86,7 @@ class OverfitDetector:
         self,
         *,
         patience: int = 2,
-        min_significance: float = 2.5,
+        min_significance: float = 3.0,
         max_mask_ratio: float = 1.25,
         min_explanation_gap: float = 0.1,
         min_accuracy_gap: float = 0.2,
@@ -97,19 +101,25 @@ class OverfitDetector:
         self.streaks = dict.fromkeys(ALERT_KINDS, 0)  # events in a row with the condition
         self.quiet = dict.fromkeys(ALERT_KINDS, 0)  # events in a row without it
         self.active: set[str] = set()
-        self.rise = float("nan")  # the last event's paired t statistic against the best event
+        self.half_best: list[dict[str, Any] | None] = [None, None]  # per half: its best mean, the other half then
+        self.rise = float("nan")  # the last event's cross-fitted paired t statistic against the best event
 
     def update(self, signals: EventSignals) -> list[Alert]:
         """Take one event's signals; return the alerts raised at it (usually none)."""
         if self.first_train_loss is None:
             self.first_train_loss = signals.train_loss
         reasons = {"overfitting": self._overfitting(signals), "shortcut": self._shortcut(signals)}
+        halves = _halves(signals.val_losses.detach().cpu())
+        for h, reference in enumerate(self.half_best):
+            mean = float(halves[h].mean()) if halves[h].numel() else float("nan")
+            if reference is None or mean < reference["mean"]:
+                self.half_best[h] = {"mean": mean, "other": halves[1 - h].clone()}
         if self.best is None or signals.val_loss < self.best["val_loss"]:
             self.best = {
                 "step": signals.step,
                 "val_loss": signals.val_loss,
                 "train_loss": signals.train_loss,
-                "val_losses": signals.val_losses.detach().cpu(),
+                "accuracy_gap": signals.train_accuracy - signals.val_accuracy,
             }
         raised = []
         for kind, reason in reasons.items():
@@ -124,18 +134,22 @@ class OverfitDetector:
 
     def _overfitting(self, s: EventSignals) -> str | None:
         best = self.best
-        if best is None or best["val_losses"].shape != s.val_losses.shape:
-            self.rise = float("nan")
+        self.rise = cross_fitted_rise(s.val_losses.cpu(), self.half_best)
+        if best is None:
             return None
-        self.rise = float(paired_rise(s.val_losses.cpu(), best["val_losses"]))
-        if not (self.rise > self.min_significance and s.train_loss < best["train_loss"]):
+        accuracy_gap = s.train_accuracy - s.val_accuracy
+        if not (
+            self.rise > self.min_significance
+            and s.train_loss < best["train_loss"]
+            and accuracy_gap > best.get("accuracy_gap", float("-inf"))
+        ):
             return None
         return (
             f"the model is memorising its training data: validation-probe loss rose from {best['val_loss']:.3g} "
             f"(step {best['step']}) to {s.val_loss:.3g} (paired t = {self.rise:.1f} over {s.val_losses.numel()} "
-            f"samples) while training-probe loss fell from {best['train_loss']:.3g} to {s.train_loss:.3g}; accuracy "
-            f"{s.train_accuracy:.2f} on training vs {s.val_accuracy:.2f} on validation; gradient alignment "
-            f"{s.grad_alignment:+.2f}."
+            f"samples, cross-fitted) while training-probe loss fell from {best['train_loss']:.3g} to "
+            f"{s.train_loss:.3g}; accuracy {s.train_accuracy:.2f} on training vs {s.val_accuracy:.2f} on "
+            f"validation; gradient alignment {s.grad_alignment:+.2f}."
         )
 
     def _shortcut(self, s: EventSignals) -> str | None:
@@ -165,6 +179,7 @@ class OverfitDetector:
         return {
             "first_train_loss": self.first_train_loss,
             "best": self.best,
+            "half_best": list(self.half_best),
             "streaks": dict(self.streaks),
             "quiet": dict(self.quiet),
             "active": sorted(self.active),
@@ -174,9 +189,33 @@ class OverfitDetector:
         """Restore :meth:`state_dict`'s output."""
         self.first_train_loss = state.get("first_train_loss")
         self.best = state.get("best")
+        self.half_best = list(state.get("half_best", [None, None]))
         self.streaks.update(state.get("streaks", {}))
         self.quiet.update(state.get("quiet", {}))
         self.active = set(state.get("active", ()))
 
 
-__all__ = ["ADVICE", "ALERT_KINDS", "Alert", "EventSignals", "OverfitDetector"]
+def _halves(losses: Tensor) -> tuple[Tensor, Tensor]:
+    return losses[0::2], losses[1::2]
+
+
+def cross_fitted_rise(losses: Tensor, half_best: list[dict[str, Any] | None]) -> float:
+    """The paired t statistic of a rise since the best event, free of the bias of picking that event.
+
+    ``half_best[h]`` holds, for the event where half ``h`` of the probe (even / odd samples) had
+    its lowest mean loss, the losses of the *other* half then. Each half is tested against the
+    event the other half picked, with :func:`~lightning_explain.overfit_signals.paired_rise`, and
+    the two statistics are combined as ``(t0 + t1) / sqrt(2)``: about a standard normal when
+    nothing changes. NaN before two events, or for a probe of fewer than 4 samples.
+    """
+    halves = _halves(losses)
+    statistics = []
+    for h, reference in enumerate(half_best):
+        tested = halves[1 - h]
+        if reference is None or reference["other"].shape != tested.shape or tested.numel() < 2:
+            return float("nan")
+        statistics.append(float(paired_rise(tested, reference["other"])))
+    return (statistics[0] + statistics[1]) / 2**0.5
+
+
+__all__ = ["ADVICE", "ALERT_KINDS", "Alert", "EventSignals", "OverfitDetector", "cross_fitted_rise"]

@@ -27,6 +27,9 @@ from lightning_explain.map_statistics import average_ranks, pearson
 PROBES = ("train", "val")
 """The two probes, by name."""
 
+DRIFT_SAMPLES = 64
+"""How many validation maps :func:`compare_probes` follows for the drift (their ranks are kept between events)."""
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(logits, targets) -> per-sample losses (N,)``, e.g. ``F.cross_entropy(..., reduction="none")``."""
 
@@ -65,13 +68,15 @@ def read_probe(
     parameters: Sequence[nn.Parameter],
     loss_fn: LossFn | None = None,
     with_maps: bool = True,
+    chunk_size: int | None = 64,
 ) -> ProbeReading:
     """Loss, accuracy, parameter gradients and saliency maps of ``model`` on one probe batch.
 
-    One forward pass in eval mode (no BatchNorm update, no dropout), then one backward pass for
-    the parameter gradients of the loss and, with ``with_maps``, one for the input gradient of
-    the labelled logits (the saliency of :func:`lightning_explain.attribution.saliency`). The
-    model, its ``.grad`` and ``inputs`` are left exactly as found.
+    In eval mode (no BatchNorm update, no dropout), ``chunk_size`` samples at a time: one forward
+    pass per chunk, one backward pass for the parameter gradients of the loss and, with
+    ``with_maps``, one for the input gradient of the labelled logits (the saliency of
+    :func:`lightning_explain.attribution.saliency`). Chunks bound the memory of a large probe; the
+    result does not depend on them. The model, its ``.grad`` and ``inputs`` are left as found.
 
     Args:
         model: a classifier returning logits (N, K).
@@ -81,39 +86,58 @@ def read_probe(
         loss_fn: ``loss_fn(logits, targets) -> per-sample losses (N,)``; cross-entropy by default.
             The gradients are those of the mean loss.
         with_maps: whether to compute the saliency maps.
+        chunk_size: samples per pass; ``None`` = all at once.
     """
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+    if inputs.ndim < 1 or inputs.shape[0] == 0 or targets.shape[:1] != inputs.shape[:1]:
+        raise ValueError(
+            f"read_probe needs a non-empty batch with one target per sample; got inputs {tuple(inputs.shape)} "
+            f"and targets {tuple(targets.shape)}."
+        )
     loss_fn = loss_fn or per_sample_cross_entropy
+    parameters = list(parameters)
+    n = inputs.shape[0]
+    step = chunk_size or n
+    losses, correct, maps = [], [], []
+    gradients: list[Tensor | None] = [None] * len(parameters)
     with explanation_mode(model, inputs.device):
-        x = inputs.detach().clone()
-        with_maps = with_maps and x.is_floating_point()
-        if with_maps:
-            x.requires_grad_(True)
-        logits = model(x)
-        losses = loss_fn(logits, targets)
-        if not isinstance(losses, Tensor) or losses.shape != (x.shape[0],):
-            raise ValueError(
-                f"loss_fn must return one loss per sample, shape ({x.shape[0]},); got "
-                f"{tuple(getattr(losses, 'shape', ()))}. For a torch loss pass reduction='none', "
-                "e.g. loss_fn=lambda logits, y: F.cross_entropy(logits, y, reduction='none')."
-            )
-        loss = losses.mean()
-        parameters = list(parameters)
-        gradients = torch.autograd.grad(loss, parameters, allow_unused=True, retain_graph=with_maps)
-        maps = None
-        if with_maps:
-            score = logits.gather(1, targets.view(-1, 1)).sum()
-            (input_grad,) = torch.autograd.grad(score, x)
-            maps = input_grad.abs().amax(dim=1) if input_grad.ndim == 4 else input_grad.abs()
-            maps = maps.float()
-        correct = logits.detach().argmax(dim=1) == targets
+        for start in range(0, n, step):
+            x = inputs[start : start + step].detach().clone()
+            y = targets[start : start + step].clone()  # a clone: targets made under inference_mode can't be saved
+            chunk_maps = with_maps and x.is_floating_point()
+            if chunk_maps:
+                x.requires_grad_(True)
+            logits = model(x)
+            chunk_losses = loss_fn(logits, y)
+            if not isinstance(chunk_losses, Tensor) or chunk_losses.shape != (x.shape[0],):
+                raise ValueError(
+                    f"loss_fn must return one loss per sample, shape ({x.shape[0]},); got "
+                    f"{tuple(getattr(chunk_losses, 'shape', ()))}. For a torch loss pass reduction='none', "
+                    "e.g. loss_fn=lambda logits, y: F.cross_entropy(logits, y, reduction='none')."
+                )
+            grads = torch.autograd.grad(chunk_losses.sum() / n, parameters, allow_unused=True, retain_graph=chunk_maps)
+            gradients = [_add(total, g) for total, g in zip(gradients, grads, strict=True)]
+            if chunk_maps:
+                (input_grad,) = torch.autograd.grad(logits.gather(1, y.view(-1, 1)).sum(), x)
+                maps.append((input_grad.abs().amax(dim=1) if input_grad.ndim == 4 else input_grad.abs()).float())
+            losses.append(chunk_losses.detach().float())
+            correct.append(logits.detach().argmax(dim=1) == y)
+    all_losses, all_correct = torch.cat(losses), torch.cat(correct)
     return ProbeReading(
-        losses=losses.detach().float(),
-        loss=loss.detach().float(),
-        correct=correct,
-        accuracy=correct.float().mean(),
-        gradients=[None if g is None else g.detach() for g in gradients],
-        maps=maps,
+        losses=all_losses,
+        loss=all_losses.mean(),
+        correct=all_correct,
+        accuracy=all_correct.float().mean(),
+        gradients=gradients,
+        maps=torch.cat(maps) if maps else None,
     )
+
+
+def _add(total: Tensor | None, gradient: Tensor | None) -> Tensor | None:
+    if gradient is None:
+        return total
+    return gradient.detach() if total is None else total + gradient.detach()
 
 
 def gradient_norm(gradients: Sequence[Tensor | None]) -> Tensor:
@@ -243,10 +267,11 @@ def compare_probes(
     """Every signal of one event, as 0-d tensors on the probes' device, and the validation maps' ranks.
 
     Always: the two losses, accuracies and their gaps, the gradient norms and ``grad_alignment``.
-    When both probes have finite maps: ``explanation_gap``; ``explanation_drift`` against
-    ``previous_ranks`` (the ranks this function returned at the previous event); with ``masks``
-    (per probe name, shaped like the maps), ``{name}_in_mask`` and ``{name}_mask_area``. The ranks
-    returned are ``None`` when the maps are missing or not finite.
+    When both probes have finite maps: ``explanation_gap``; ``explanation_drift`` of the first
+    :data:`DRIFT_SAMPLES` validation maps against ``previous_ranks`` (the ranks this function
+    returned at the previous event); with ``masks`` (per probe name, shaped like the maps),
+    ``{name}_in_mask`` and ``{name}_mask_area``. The ranks returned are ``None`` when the maps are
+    missing or not finite.
     """
     values = {
         "train_loss": train.loss,
@@ -264,7 +289,7 @@ def compare_probes(
     if not bool(torch.isfinite(train.maps).all() and torch.isfinite(val.maps).all()):
         return values, None
     values["explanation_gap"] = explanation_gap(train.maps, val.maps)
-    ranks = map_ranks(val.maps)
+    ranks = map_ranks(val.maps[:DRIFT_SAMPLES])
     if previous_ranks is not None and previous_ranks.shape == ranks.shape:
         values["explanation_drift"] = explanation_drift(ranks, previous_ranks.to(ranks.device))
     readings = {"train": train, "val": val}

@@ -254,3 +254,24 @@ def test_state_key_differs_per_configuration():
     assert OverfitMonitor().state_key != OverfitMonitor(every_n_steps=5).state_key
     assert OverfitMonitor().state_key != OverfitMonitor(prefix="overfit2").state_key
     assert OverfitMonitor().state_key == OverfitMonitor().state_key
+
+
+def test_a_run_resumed_after_a_stopping_alert_trains_on(tmp_path):
+    masks = torch.ones(8, 12, 12, dtype=torch.bool)
+    monitor = OverfitMonitor(every_n_steps=1, probe_size=8, masks={"train": masks}, stop_on_alert=True)
+    forced_alert(monitor)
+    run, _ = fit(tmp_path, [monitor], max_epochs=5)
+    assert run.global_step == 1
+    run.save_checkpoint(tmp_path / "stopped.ckpt")
+
+    resumed = OverfitMonitor(every_n_steps=1, probe_size=8, masks={"train": masks}, stop_on_alert=True)
+    train_loader, val_loader = loaders()
+    again = trainer(tmp_path, [resumed], max_epochs=2)
+    model = LitCNN()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="OverfitMonitor alert")
+        again.fit(
+            model, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=tmp_path / "stopped.ckpt"
+        )
+    assert resumed.alerts == monitor.alerts  # kept, and still active: not raised again
+    assert again.global_step >= run.global_step + 4  # a whole epoch more: the old alert does not stop it

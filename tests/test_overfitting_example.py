@@ -34,6 +34,13 @@ def test_a_shortcut_raises_a_shortcut_alert_and_saliency_sits_on_the_marker(exam
     assert on_marker > on_shape  # more than the whole shape's bounding box
 
 
+def test_without_masks_the_shortcut_shows_as_training_and_validation_explained_differently(example, tmp_path):
+    result = example.run_scenario("shortcut-no-masks", 1, logdir=str(tmp_path), max_epochs=3)
+    assert result["alerts"], "no alert on the shortcut run without masks"
+    first = result["alerts"][0]
+    assert first.kind == "shortcut" and "explains training inputs differently" in first.reason
+
+
 def test_memorisation_raises_an_overfitting_alert_once_validation_loss_stops_improving(example, tmp_path):
     result = example.run_scenario("memorisation", 2, logdir=str(tmp_path), max_epochs=20)
     kinds = [alert.kind for alert in result["alerts"]]

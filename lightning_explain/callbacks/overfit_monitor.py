@@ -41,7 +41,8 @@ class OverfitMonitor(ScheduledProbeCallback):
 
     The rules are in :class:`~lightning_explain.overfit_detector.OverfitDetector`. Each new alert is
     added to :attr:`alerts` and shown as a warning with its evidence and what to try; with
-    ``stop_on_alert=True`` it also stops training (on every rank, like ``EarlyStopping``).
+    ``stop_on_alert=True`` it also stops training (on every rank, like ``EarlyStopping``). A run resumed
+    from a checkpoint keeps its alerts but is not stopped again for one raised before the checkpoint.
 
     Args:
         every_n_epochs: an event at the end of every this many epochs (``None`` = off).
@@ -54,7 +55,9 @@ class OverfitMonitor(ScheduledProbeCallback):
         train_probe: ``(inputs, targets)``; ``None`` = the first ``probe_size`` samples of the
             training dataset (read without drawing random numbers, so the shuffling is unchanged).
         val_probe: ``(inputs, targets)``; ``None`` = the first ``probe_size`` validation samples.
-        probe_size: how many samples per probe when it is not given.
+        probe_size: how many samples per probe when it is not given. The test for a rising validation
+            loss gains power with the square root of it; passes go 64 samples at a time, so a large probe
+            costs time, not memory.
         loss_fn: ``loss_fn(logits, targets) -> per-sample losses (N,)``; cross-entropy by default.
         unpack_batch: turns a batch into ``(inputs, targets)``; see :class:`ExplainCallback`.
         image_samples: how many samples of each probe to draw (0 = no images).
@@ -87,11 +90,11 @@ class OverfitMonitor(ScheduledProbeCallback):
         masks: Mapping[str, Tensor] | None = None,
         train_probe: Any = None,
         val_probe: Any = None,
-        probe_size: int = 128,
+        probe_size: int = 512,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
         image_samples: int = 8,
-        min_significance: float = 2.5,
+        min_significance: float = 3.0,
         max_mask_ratio: float = 1.25,
         min_explanation_gap: float = 0.1,
         min_accuracy_gap: float = 0.2,
@@ -133,8 +136,7 @@ class OverfitMonitor(ScheduledProbeCallback):
             min_explanation_gap=float(min_explanation_gap),
             min_accuracy_gap=float(min_accuracy_gap),
         )
-        self.alerts: list[Alert] = []
-        """Every alert raised so far: ``Alert(step, reason, kind)``, in order."""
+        self._alerts: list[Alert] = []
         self._train_probe: Probe | None = None
         self._device_train_probe: Probe | None = None
         self._device_masks: dict[str, Tensor] = {}
@@ -149,6 +151,12 @@ class OverfitMonitor(ScheduledProbeCallback):
             probe_size=self.probe_size,
             prefix=self.prefix,
         )
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """Every alert raised so far, in order: ``Alert(step, reason, kind)``, ``kind`` one of
+        ``"overfitting"`` and ``"shortcut"``. Restored from checkpoints."""
+        return self._alerts
 
     @property
     def train_probe(self) -> Probe | None:
@@ -258,7 +266,7 @@ class OverfitMonitor(ScheduledProbeCallback):
             mask_area=host.get("train_mask_area"),
         )
         for alert in self.detector.update(signals):
-            self.alerts.append(alert)
+            self._alerts.append(alert)
             self._stop_requested = self._stop_requested or self.stop_on_alert
             stopping = " Stopping training (stop_on_alert=True)." if self.stop_on_alert else ""
             rank_zero_warn(f"OverfitMonitor alert at step {alert.step}: {alert.reason} {ADVICE[alert.kind]}{stopping}")
@@ -285,7 +293,6 @@ class OverfitMonitor(ScheduledProbeCallback):
         state["detector"] = self.detector.state_dict()
         state["alerts"] = [tuple(alert) for alert in self.alerts]
         state["previous_ranks"] = None if self._previous_ranks is None else self._previous_ranks.cpu()
-        state["stop_requested"] = self._stop_requested
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -293,6 +300,5 @@ class OverfitMonitor(ScheduledProbeCallback):
         if state_dict.get("train_probe_inputs") is not None:
             self._train_probe = Probe(state_dict["train_probe_inputs"], state_dict.get("train_probe_targets"))
         self.detector.load_state_dict(state_dict.get("detector", {}))
-        self.alerts = [Alert(*alert) for alert in state_dict.get("alerts", [])]
+        self._alerts = [Alert(*alert) for alert in state_dict.get("alerts", [])]
         self._previous_ranks = state_dict.get("previous_ranks")
-        self._stop_requested = bool(state_dict.get("stop_requested", False))
