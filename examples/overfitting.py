@@ -33,6 +33,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_explain import OverfitMonitor
 from lightning_explain.attribution import saliency
+from lightning_explain.png import encode_png
+from lightning_explain.rendering import render_explanation_grid
 from lightning_explain.synthetic import MARKER_SIZE, make_shapes
 
 SCENARIOS = {
@@ -175,6 +177,16 @@ def saliency_on_marker(model: nn.Module, train) -> tuple[float, float]:
     return float(on_marker.mean()), float(on_shape.mean())
 
 
+def save_evidence(model: nn.Module, train, path: Path, samples: int = 8) -> Path:
+    """A PNG of the first training-probe images beside their saliency maps: the picture behind a shortcut alert."""
+    images, labels = train.images[:samples], train.labels[:samples]
+    maps = saliency(model, images, target=labels)
+    correct = model.eval()(images).argmax(dim=1) == labels
+    grid = render_explanation_grid(images, maps, correct=correct, min_cell=96)
+    path.write_bytes(encode_png(grid.cpu().numpy()))
+    return path
+
+
 def describe(result: dict) -> str:
     """A few lines about one run."""
     per_epoch = result["steps_per_epoch"]
@@ -236,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict | str:
     if args.scenario.startswith("shortcut"):
         marker, shape = saliency_on_marker(result["model"], result["train"])
         print(f"  saliency on the training probe: {marker:.0%} on the marker, {shape:.0%} on the shape")
+        picture = save_evidence(result["model"], result["train"], Path(result["log_dir"]) / "train_saliency.png")
+        print(f"  the training probe's saliency, as in TensorBoard's overfit/train_saliency: {picture}")
     print(f"Logs: {Path(result['log_dir'])}  (tensorboard --logdir {args.logdir}; images under overfit/)")
     return result
 

@@ -10,6 +10,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "overfitting.py"
 
@@ -60,3 +61,24 @@ def test_main_prints_the_alert_and_where_saliency_sits(example, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "[shortcut]" in printed and "on the marker" in printed
     assert "EarlyStopping(patience=3)" in printed
+    picture = next(tmp_path.rglob("train_saliency.png"))
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(picture) in printed
+
+
+def test_the_probe_size_study_runs_and_prints_a_row_per_run(capsys):
+    import sys
+
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))
+    try:
+        import study_overfit_probe_size as study
+    finally:
+        sys.path.remove(str(benchmarks))
+    threads = torch.get_num_threads()
+    try:
+        rows = study.main(["--quick", "--sizes", "16", "64"])
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert [(r["scenario"], sorted(r["alerts"])) for r in rows] == [("memorisation", [16, 64]), ("clean", [16, 64])]
+    assert printed.count("\n| memorisation | 0 |") == 1 and "| alert, 16 | alert, 64 |" in printed
