@@ -5,7 +5,8 @@ after every epoch the per-sample loss and correctness of all 512 validation imag
 training probe's loss and accuracy, then replays :class:`~lightning_explain.overfit_detector.OverfitDetector`
 (the monitor's defaults) on the first 128, 256 and 512 validation samples. Prints, per run, the
 epoch of the smoothed validation-loss minimum, where ``EarlyStopping(patience=3)`` would stop, and
-the epoch of the first overfitting alert for each probe size.
+the epoch of the first overfitting alert for each probe size. First it prints what an event costs
+(the two 512-sample probes' passes) in training samples of the same CNN.
 
 Usage::
 
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -125,6 +128,45 @@ def run(example, scenario: str, seed: int, epochs: int, sizes: list[int]) -> dic
     }
 
 
+def event_cost(example, repeats: int = 5) -> float:
+    """Prints and returns how many training samples an event costs: the two probes' passes (512 samples each,
+    ``read_probe`` and ``compare_probes``) against training steps of batch 32 on the example's CNN, interleaved."""
+    from lightning_explain.overfit_signals import compare_probes, read_probe
+
+    train, val = example.make_data("shortcut", 0)
+    model = example.ShapesClassifier()
+    parameters = list(model.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
+
+    def event():
+        size = example.PROBE_SIZE
+        compare_probes(
+            read_probe(model, train.images[:size], train.labels[:size], parameters),
+            read_probe(model, val.images[:size], val.labels[:size], parameters),
+        )
+
+    def epoch():
+        model.train()
+        for start in range(0, len(train), 32):
+            optimizer.zero_grad()
+            F.cross_entropy(model(train.images[start : start + 32]), train.labels[start : start + 32]).backward()
+            optimizer.step()
+
+    event_times, epoch_times = [], []
+    for _ in range(repeats):
+        for run_one, times in ((event, event_times), (epoch, epoch_times)):
+            start = time.perf_counter()
+            run_one()
+            times.append(time.perf_counter() - start)
+    per_sample = statistics.median(epoch_times) / len(train)
+    samples = statistics.median(event_times) / per_sample
+    print(
+        f"event: {statistics.median(event_times):.3f} s; a training epoch of {len(train)} samples: "
+        f"{statistics.median(epoch_times):.3f} s; an event costs as much as training on {samples:.0f} samples"
+    )
+    return samples
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -137,6 +179,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     seeds = args.seeds
     if args.quick:
         plan, seeds = {"memorisation": 4, "clean": 1}, seeds[:1]
+    event_cost(example, repeats=1 if args.quick else 5)
     header = " | ".join(f"alert, {size}" for size in args.sizes)
     print(f"| Scenario | Seed | Val-loss minimum | EarlyStopping stops | {header} |  (epochs)")
     rows = []
