@@ -275,3 +275,25 @@ def test_a_run_resumed_after_a_stopping_alert_trains_on(tmp_path):
         )
     assert resumed.alerts == monitor.alerts  # kept, and still active: not raised again
     assert again.global_step >= run.global_step + 4  # a whole epoch more: the old alert does not stop it
+
+
+def test_a_long_run_with_an_event_at_every_step_does_not_grow(tmp_path):
+    """150 events: no tensor, hook or memory left behind (the detector replaces its references, never adds)."""
+    from test_leaks import MemoryProbe, MiB
+    from toy_models import assert_no_hooks
+
+    steps = 150
+    train_loader, _ = loaders(n_train=8 * steps)
+    probe = MemoryProbe(early=30, late=steps)
+    val = make_images(16, seed=2)
+    monitor = OverfitMonitor(every_n_steps=1, probe_size=8, val_probe=val, masks={"val": torch.ones(16, 12, 12)})
+    model = LitCNN()
+    run = trainer(tmp_path, [monitor, probe], logger=TensorBoardLogger(tmp_path, name="tb"), max_epochs=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="OverfitMonitor alert")
+        run.fit(model, train_dataloaders=train_loader)
+    assert run.global_step == steps
+    (early_tensors, early_resident), (late_tensors, late_resident) = probe.readings[30], probe.readings[steps]
+    assert late_tensors == early_tensors
+    assert late_resident - early_resident < 30 * MiB
+    assert_no_hooks(model)

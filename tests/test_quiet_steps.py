@@ -27,7 +27,7 @@ from lit_helpers import LitCNN, loaders, trainer
 from torch.overrides import TorchFunctionMode
 
 import lightning_explain
-from lightning_explain import ExplainCallback, GradientNormMonitor
+from lightning_explain import ExplainCallback, GradientNormMonitor, OverfitMonitor
 from lightning_explain.callbacks import explain_callback, gradient_norm_monitor
 
 PACKAGE = str(Path(lightning_explain.__file__).resolve().parent)
@@ -64,6 +64,7 @@ def test_quiet_steps_do_no_tensor_work_and_no_host_sync(tmp_path, monkeypatch):
         ExplainCallback(every_n_steps=4, every_n_epochs=None, probe_size=4),
         GradientNormMonitor(source="train", every_n_steps=4),
         GradientNormMonitor(source="probe", every_n_steps=4, probe_size=4, prefix="probe_norm"),
+        OverfitMonitor(every_n_steps=4, every_n_epochs=None, probe_size=4),
     ]
     fit_trainer = trainer(tmp_path, callbacks, logger=TensorBoardLogger(tmp_path), max_epochs=2)
     entered: list[tuple[int, str]] = []
