@@ -294,6 +294,6 @@ def test_a_long_run_with_an_event_at_every_step_does_not_grow(tmp_path):
         run.fit(model, train_dataloaders=train_loader)
     assert run.global_step == steps
     (early_tensors, early_resident), (late_tensors, late_resident) = probe.readings[30], probe.readings[steps]
-    assert late_tensors == early_tensors
+    assert late_tensors <= early_tensors  # a leak grows; earlier tests' garbage may still go
     assert late_resident - early_resident < 30 * MiB
     assert_no_hooks(model)
