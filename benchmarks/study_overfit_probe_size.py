@@ -21,13 +21,11 @@ import importlib.util
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Callback, Trainer, seed_everything
-from torch.utils.data import DataLoader, TensorDataset
+from lightning.pytorch import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -98,26 +96,7 @@ def run(example, scenario: str, seed: int, epochs: int, sizes: list[int]) -> dic
     train, val = example.make_data(scenario, seed)
     recorder = SignalRecorder(train, val, example.PROBE_SIZE)
     validation = example.ValidationRecorder()
-    seed_everything(seed, workers=True, verbose=False)
-    model = example.ShapesClassifier()
-    trainer = Trainer(
-        max_epochs=epochs,
-        logger=False,
-        callbacks=[recorder, validation],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        devices=1,
-    )
-    loaders = (
-        DataLoader(TensorDataset(*train.tensors()), batch_size=32, shuffle=True),
-        DataLoader(TensorDataset(*val.tensors()), batch_size=256),
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(num_workers|bottleneck|log_every_n_steps).*")
-        trainer.fit(model, *loaders)
+    example.fit_shapes(train, val, seed=seed, epochs=epochs, callbacks=[recorder, validation], logger=False)
     per_epoch = validation.steps[0]
     minimum = example.smoothed_minimum_step(validation.steps, validation.val_losses) // per_epoch
     stop = validation.early_stopping_step

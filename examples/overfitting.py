@@ -118,19 +118,14 @@ def make_data(scenario: str, seed: int):
     return train, val
 
 
-def run_scenario(scenario: str, seed: int, *, logdir: str = "logs", max_epochs: int | None = None) -> dict:
-    """Train one scenario with an :class:`OverfitMonitor`; return what it found and the reference points."""
-    train, val = make_data(scenario, seed)
-    with_masks = SCENARIOS[scenario].get("masks", False)
-    masks = {"train": train.masks[:PROBE_SIZE], "val": val.masks[:PROBE_SIZE]} if with_masks else None
-    monitor = OverfitMonitor(masks=masks, probe_size=PROBE_SIZE)
-    recorder = ValidationRecorder()
+def fit_shapes(train, val, *, seed: int, epochs: int, callbacks: list, logger) -> tuple[ShapesClassifier, Trainer]:
+    """Seed, then train a fresh :class:`ShapesClassifier` on the CPU (batches of 32, shuffled)."""
     seed_everything(seed, workers=True, verbose=False)
     model = ShapesClassifier()
     trainer = Trainer(
-        max_epochs=max_epochs or SCENARIOS[scenario]["epochs"],
-        logger=TensorBoardLogger(logdir, name=f"overfitting_{scenario}_seed{seed}"),
-        callbacks=[monitor, recorder],
+        max_epochs=epochs,
+        logger=logger,
+        callbacks=callbacks,
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
@@ -144,8 +139,22 @@ def run_scenario(scenario: str, seed: int, *, logdir: str = "logs", max_epochs: 
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(num_workers|bottleneck|log_every_n_steps).*")
-        warnings.filterwarnings("ignore", message="OverfitMonitor alert")  # printed below instead
         trainer.fit(model, *loaders)
+    return model, trainer
+
+
+def run_scenario(scenario: str, seed: int, *, logdir: str = "logs", max_epochs: int | None = None) -> dict:
+    """Train one scenario with an :class:`OverfitMonitor`; return what it found and the reference points."""
+    train, val = make_data(scenario, seed)
+    with_masks = SCENARIOS[scenario].get("masks", False)
+    masks = {"train": train.masks[:PROBE_SIZE], "val": val.masks[:PROBE_SIZE]} if with_masks else None
+    monitor = OverfitMonitor(masks=masks, probe_size=PROBE_SIZE)
+    recorder = ValidationRecorder()
+    logger = TensorBoardLogger(logdir, name=f"overfitting_{scenario}_seed{seed}")
+    epochs = max_epochs or SCENARIOS[scenario]["epochs"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="OverfitMonitor alert")  # printed below instead
+        model, trainer = fit_shapes(train, val, seed=seed, epochs=epochs, callbacks=[monitor, recorder], logger=logger)
     return {
         "scenario": scenario,
         "seed": seed,

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from stats_by_hand import paired_t
 
 from lightning_explain.overfit_detector import ALERT_KINDS, Alert, EventSignals, OverfitDetector, cross_fitted_rise
 
@@ -45,14 +46,6 @@ def _jitter(seed: int, std: float) -> torch.Tensor:
     return (z / z.std() * std).float()
 
 
-def _paired_t(losses: list[float], reference: list[float]) -> float:
-    differences = [a - b for a, b in zip(losses, reference, strict=True)]
-    n = len(differences)
-    mean = sum(differences) / n
-    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
-    return mean / (std / math.sqrt(n))
-
-
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -72,7 +65,7 @@ def _by_hand_rise(history: list[list[float]], current: list[float]) -> float:
         means = [_mean([losses[i] for i in halves[h]]) for losses in history]
         picked = history[means.index(min(means))]
         other = halves[1 - h]
-        statistics.append(_paired_t([current[i] for i in other], [picked[i] for i in other]))
+        statistics.append(paired_t([current[i] for i in other], [picked[i] for i in other]))
     return (statistics[0] + statistics[1]) / math.sqrt(2)
 
 
@@ -203,11 +196,11 @@ def test_cross_fitted_rise_tests_each_half_against_the_event_the_other_half_pick
     half_best = _half_best_by_hand([event0, event1])
     assert half_best[0]["other"].tolist() == pytest.approx(event0[1::2])  # even half picked event 0
     assert half_best[1]["other"].tolist() == pytest.approx(event1[0::2])  # odd half picked event 1
-    t_odd = _paired_t(current[1::2], event0[1::2])
-    t_even = _paired_t(current[0::2], event1[0::2])
+    t_odd = paired_t(current[1::2], event0[1::2])
+    t_even = paired_t(current[0::2], event1[0::2])
     got = cross_fitted_rise(torch.tensor(current), half_best)
     assert got == pytest.approx((t_odd + t_even) / math.sqrt(2), rel=1e-4)
-    own_best = (_paired_t(current[0::2], event0[0::2]) + _paired_t(current[1::2], event1[1::2])) / math.sqrt(2)
+    own_best = (paired_t(current[0::2], event0[0::2]) + paired_t(current[1::2], event1[1::2])) / math.sqrt(2)
     assert abs(got - own_best) > 1
 
 
@@ -278,7 +271,7 @@ def test_best_keeps_step_losses_and_accuracy_gap_of_the_lowest_validation_loss_e
 def test_designed_rise_has_the_intended_paired_t_statistics():
     events = _overfitting_events()
     best = events[FALLING - 1].val_losses.tolist()
-    t = [_paired_t(event.val_losses.tolist(), best) for event in events[FALLING:]]
+    t = [paired_t(event.val_losses.tolist(), best) for event in events[FALLING:]]
     for got, rise in zip(t, RISES, strict=True):
         assert got == pytest.approx(rise / (0.05 / math.sqrt(N)), rel=1e-3)
     assert t[0] < 2.5 < t[1] < t[2]
@@ -421,7 +414,7 @@ def test_cross_fitting_removes_the_bias_of_testing_against_the_lowest_event():
             else:
                 cross_fitted.append(detector.rise)
                 lowest = min(history, key=_mean)
-                naive.append(_paired_t(current, lowest))
+                naive.append(paired_t(current, lowest))
             history.append(current)
     assert len(cross_fitted) == len(naive) == 20 * 49
     assert all(math.isfinite(t) for t in cross_fitted)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from stats_by_hand import paired_t
 from torch import nn
 
 from lightning_explain.attribution import saliency
@@ -483,24 +484,16 @@ def test_explanation_gap_shape_mismatch_raises():
 # --- paired_rise ------------------------------------------------------------------------------------------------------
 
 
-def _paired_t(losses: list[float], reference: list[float]) -> float:
-    differences = [a - b for a, b in zip(losses, reference, strict=True)]
-    n = len(differences)
-    mean = sum(differences) / n
-    std = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
-    return mean / (std / math.sqrt(n))
-
-
-def test_paired_rise_equals_hand_computed_paired_t():
+def test_paired_rise_equals_hand_computedpaired_t():
     losses = [1.1, 1.2, 1.3, 1.2]
     reference = [1.0, 1.0, 1.1, 1.0]
     # differences 0.1, 0.2, 0.2, 0.2: mean 0.175, std 0.05, t = 0.175 / (0.05 / 2) = 7
-    assert _paired_t(losses, reference) == pytest.approx(7.0)
+    assert paired_t(losses, reference) == pytest.approx(7.0)
     assert paired_rise(torch.tensor(losses), torch.tensor(reference)).item() == pytest.approx(7.0, rel=1e-4)
     generator = torch.Generator().manual_seed(0)
     reference = torch.rand(50, generator=generator)
     losses = reference + 0.05 + 0.2 * torch.randn(50, generator=generator)
-    expected = _paired_t(losses.tolist(), reference.tolist())
+    expected = paired_t(losses.tolist(), reference.tolist())
     assert paired_rise(losses, reference).item() == pytest.approx(expected, rel=1e-4)
     assert paired_rise(reference, losses).item() == pytest.approx(-expected, rel=1e-4)
 
@@ -528,7 +521,7 @@ def test_paired_rise_few_large_rises_are_less_significant_than_a_broad_rise_of_t
     spiky_t = paired_rise(spiky, reference).item()
     broad_t = paired_rise(broad, reference).item()
     assert (spiky - reference).mean().item() == pytest.approx((broad - reference).mean().item(), abs=1e-6)
-    assert spiky_t == pytest.approx(_paired_t(spiky.tolist(), reference.tolist()), rel=1e-4)
+    assert spiky_t == pytest.approx(paired_t(spiky.tolist(), reference.tolist()), rel=1e-4)
     assert spiky_t < 2 < 20 < broad_t
 
 
