@@ -7,16 +7,15 @@ transform, the worker seed), so every draw happens inside :func:`preserved_globa
 
 from __future__ import annotations
 
-import contextlib
-import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
+
+from lightning_explain._rng import preserved_global_rng
 
 UnpackBatch = Callable[[Any], "tuple[Tensor, Tensor | None]"]
 """Turns one batch from a DataLoader into ``(inputs, targets or None)``."""
@@ -39,23 +38,6 @@ class Probe:
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
-
-
-@contextlib.contextmanager
-def preserved_global_rng() -> Iterator[None]:
-    """Restore the torch (CPU and CUDA), NumPy and Python global random states on exit."""
-    python_state = random.getstate()
-    numpy_state = np.random.get_state()
-    torch_state = torch.random.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.random.set_rng_state(torch_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
 
 
 def default_unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightning_explain._rng import preserved_global_rng
 from lightning_explain.attribution._targets import TargetSpec, target_scores
 
 
@@ -24,21 +25,44 @@ def explanation_mode(model: nn.Module, device: torch.device) -> Iterator[list]:
 
     Yields a list that callers append hook handles to; they are removed on exit. Works
     inside ``torch.no_grad()`` and ``torch.inference_mode()``. Autocast is disabled so
-    that maps are computed in the model's own precision, not a mixed one.
+    that maps are computed in the model's own precision, not a mixed one. The global random
+    streams are restored on exit (:func:`~lightning_explain._rng.preserved_global_rng`), so a
+    model that draws random numbers in eval mode leaves training's streams where they were.
+
+    Modes are switched through the model's own ``eval()`` and restored through its own
+    ``train(mode)``, so overrides with side effects (EMA weights swapped in by ``eval()`` and
+    out by ``train()``) run both ways; submodules whose flag then still differs from what it
+    was (a frozen block kept in eval mode) get it back through their own ``train(mode)``.
     """
     training_flags = [(module, module.training) for module in model.modules()]
     handles: list = []
+    switched = any(flag for _, flag in training_flags)  # a model already in eval mode needs no switch
     try:
-        if any(flag for _, flag in training_flags):  # a model already in eval mode needs no switch
-            model.eval()
-        with torch.inference_mode(False), torch.enable_grad(), _autocast_disabled(device):
-            yield handles
+        with preserved_global_rng():
+            if switched:
+                model.eval()
+            with torch.inference_mode(False), torch.enable_grad(), _autocast_disabled(device):
+                yield handles
     finally:
         for handle in handles:
             handle.remove()
-        # Restore each changed flag directly: ``.train(mode)`` recurses and may be overridden, and
-        # ``Module.__setattr__`` only forwards a plain attribute such as this bool to ``object``.
-        for module, flag in training_flags:
+        if switched:
+            restore_modes(model, training_flags)
+
+
+def restore_modes(model: nn.Module, training_flags: list[tuple[nn.Module, bool]]) -> None:
+    """Give every module its recorded ``training`` flag back, through the modules' own ``train(mode)``.
+
+    The root first (its override runs as it would in training), then, in ``modules()`` order,
+    each module whose flag differs; a ``train`` override that does not set the flag is
+    followed by setting it directly.
+    """
+    root_flag = training_flags[0][1]
+    if model.training != root_flag or any(m.training != f for m, f in training_flags):
+        model.train(root_flag)
+    for module, flag in training_flags:
+        if module.training != flag:
+            module.train(flag)
             if module.training != flag:
                 object.__setattr__(module, "training", flag)
 
