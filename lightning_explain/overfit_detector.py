@@ -104,6 +104,16 @@ class OverfitDetector:
         self.half_best: list[dict[str, Any] | None] = [None, None]  # per half: its best mean, the other half then
         self.rise = float("nan")  # the last event's cross-fitted paired t statistic against the best event
 
+    def reset(self) -> None:
+        """Forget every event: the state of a new run, with the same rules."""
+        self.__init__(
+            patience=self.patience,
+            min_significance=self.min_significance,
+            max_mask_ratio=self.max_mask_ratio,
+            min_explanation_gap=self.min_explanation_gap,
+            min_accuracy_gap=self.min_accuracy_gap,
+        )
+
     def update(self, signals: EventSignals) -> list[Alert]:
         """Take one event's signals; return the alerts raised at it (usually none)."""
         if self.first_train_loss is None:

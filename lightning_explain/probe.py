@@ -40,7 +40,7 @@ class Probe:
         return self.inputs.shape[0]
 
 
-def default_unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
+def default_unpack_batch(batch: Any, *, class_targets: bool = True) -> tuple[Tensor, Tensor | None]:
     """Split a batch into ``(inputs, targets)`` for the common layouts.
 
     - a tensor: inputs, no targets;
@@ -48,17 +48,19 @@ def default_unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
       an integer tensor of shape (N,);
     - a dict: inputs under one of :data:`INPUT_KEYS`, targets under one of :data:`TARGET_KEYS`.
 
-    Targets that are not class indices (regression values, masks) are ignored.
+    Targets that are not class indices (regression values, masks) are ignored, unless
+    ``class_targets=False``: then any tensor with one row per sample is kept (for a loss of
+    your own, such as a regression loss).
     """
     if isinstance(batch, Tensor):
         return batch, None
     if isinstance(batch, Sequence) and not isinstance(batch, str) and batch and isinstance(batch[0], Tensor):
-        return batch[0], _class_targets(batch[1] if len(batch) > 1 else None, batch[0])
+        return batch[0], _targets(batch[1] if len(batch) > 1 else None, batch[0], class_targets)
     if isinstance(batch, Mapping):
         inputs = next((batch[k] for k in INPUT_KEYS if isinstance(batch.get(k), Tensor)), None)
         if inputs is not None:
             targets = next((batch[k] for k in TARGET_KEYS if k in batch), None)
-            return inputs, _class_targets(targets, inputs)
+            return inputs, _targets(targets, inputs, class_targets)
         raise ValueError(
             f"Cannot find the model's inputs in a batch with keys {sorted(map(str, batch))}: expected one of "
             f"{list(INPUT_KEYS)}. Pass unpack_batch=lambda batch: (inputs, targets) to the callback, "
@@ -69,6 +71,14 @@ def default_unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
         "unpack_batch=lambda batch: (inputs, targets) to the callback, or pass the probe directly "
         "with probe=inputs or probe=(inputs, targets)."
     )
+
+
+def _targets(targets: Any, inputs: Tensor, class_targets: bool) -> Tensor | None:
+    if class_targets:
+        return _class_targets(targets, inputs)
+    if isinstance(targets, Tensor) and targets.ndim >= 1 and targets.shape[0] == inputs.shape[0]:
+        return targets
+    return None
 
 
 def _class_targets(targets: Any, inputs: Tensor) -> Tensor | None:
@@ -84,16 +94,22 @@ def _class_targets(targets: Any, inputs: Tensor) -> Tensor | None:
     return None
 
 
-def check_probe_argument(probe: Any) -> Probe | None:
-    """Validate a user-supplied ``probe=`` (a tensor or an ``(inputs, targets)`` pair)."""
+def check_probe_argument(probe: Any, *, class_targets: bool = True, name: str = "probe") -> Probe | None:
+    """Validate a user-supplied ``probe=`` (a tensor or an ``(inputs, targets)`` pair).
+
+    An empty probe, or one whose inputs hold NaN or inf, is refused: it would give no
+    explanation, or explanations of nothing. With ``class_targets=False`` the targets may be
+    any tensor with one row per sample (for a custom loss).
+    """
     if probe is None:
         return None
     if isinstance(probe, Tensor):
-        return Probe(probe.detach().clone())
+        return Probe(check_probe_inputs(probe.detach().clone(), f"{name}="))
     if isinstance(probe, (tuple, list)) and len(probe) == 2 and isinstance(probe[0], Tensor):
         inputs, targets = probe
+        check_probe_inputs(inputs, f"{name}=")
         if targets is not None:
-            if _class_targets(targets, inputs) is None:
+            if _targets(targets, inputs, class_targets) is None:
                 raise ValueError(
                     "probe=(inputs, targets) needs targets as an integer class-index tensor of shape (N,) "
                     f"matching inputs; got {getattr(targets, 'dtype', type(targets).__name__)} of shape "
@@ -101,21 +117,42 @@ def check_probe_argument(probe: Any) -> Probe | None:
                 )
             targets = targets.detach().clone()
         return Probe(inputs.detach().clone(), targets)
-    raise ValueError(f"probe must be a tensor of inputs or an (inputs, targets) pair, got {type(probe).__name__}.")
+    raise ValueError(f"{name} must be a tensor of inputs or an (inputs, targets) pair, got {type(probe).__name__}.")
 
 
-def probe_from_dataloader(dataloader: Any, size: int, unpack_batch: UnpackBatch | None = None) -> Probe:
+def check_probe_inputs(inputs: Tensor, what: str) -> Tensor:
+    """Raise ``ValueError`` for an empty probe or one with NaN or inf inputs; ``what`` names it in the message."""
+    if inputs.ndim == 0 or inputs.shape[0] == 0:
+        raise ValueError(
+            f"The probe ({what}) is empty: inputs of shape {tuple(inputs.shape)}. Pass at least one sample, "
+            "or leave probe=None to take the first samples of the validation (else training) data."
+        )
+    if inputs.is_floating_point() or inputs.is_complex():
+        bad = (~torch.isfinite(inputs)).flatten(1).any(dim=1) if inputs.ndim > 1 else ~torch.isfinite(inputs)
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten().tolist()
+            raise ValueError(
+                f"The probe ({what}) holds NaN or inf inputs in {len(rows)} of its {inputs.shape[0]} samples "
+                f"(e.g. sample {rows[0]}); its explanations would be meaningless. Pass a probe with finite "
+                "inputs (probe=), or clean the data."
+            )
+    return inputs
+
+
+def probe_from_dataloader(
+    dataloader: Any, size: int, unpack_batch: UnpackBatch | None = None, *, class_targets: bool = True
+) -> Probe:
     """The first ``size`` samples of a DataLoader's dataset, collated and unpacked.
 
     For a map-style dataset these are ``dataset[0]`` to ``dataset[size - 1]`` (the data's own
     order, whatever the sampler's shuffling); otherwise the first batches the loader yields.
     """
-    unpack = unpack_batch or default_unpack_batch
+    unpack = unpack_batch or (lambda batch: default_unpack_batch(batch, class_targets=class_targets))
     with preserved_global_rng():
         if _indexable(dataloader):
-            inputs, targets = _unpack(unpack, _collate_first(dataloader, size))
+            inputs, targets = _unpack(unpack, _collate_first(dataloader, size), class_targets)
         else:
-            inputs, targets = _iterate_until(dataloader, size, unpack)
+            inputs, targets = _iterate_until(dataloader, size, unpack, class_targets)
     inputs = inputs[:size].detach().clone()
     targets = None if targets is None else targets[:size].detach().clone()
     return Probe(inputs, targets)
@@ -140,10 +177,12 @@ def _collate_first(dataloader: DataLoader, size: int) -> Any:
     return dataloader.collate_fn([dataset[i] for i in range(count)])
 
 
-def _iterate_until(dataloader: Any, size: int, unpack: UnpackBatch) -> tuple[Tensor, Tensor | None]:
+def _iterate_until(
+    dataloader: Any, size: int, unpack: UnpackBatch, class_targets: bool
+) -> tuple[Tensor, Tensor | None]:
     all_inputs, all_targets, count = [], [], 0
     for batch in dataloader:
-        inputs, targets = _unpack(unpack, batch)
+        inputs, targets = _unpack(unpack, batch, class_targets)
         all_inputs.append(inputs)
         all_targets.append(targets)
         count += inputs.shape[0]
@@ -155,7 +194,7 @@ def _iterate_until(dataloader: Any, size: int, unpack: UnpackBatch) -> tuple[Ten
     return torch.cat(all_inputs), torch.cat(all_targets) if has_targets else None
 
 
-def _unpack(unpack: UnpackBatch, batch: Any) -> tuple[Tensor, Tensor | None]:
+def _unpack(unpack: UnpackBatch, batch: Any, class_targets: bool = True) -> tuple[Tensor, Tensor | None]:
     result = unpack(batch)
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Tensor)):
         raise ValueError(
@@ -163,7 +202,7 @@ def _unpack(unpack: UnpackBatch, batch: Any) -> tuple[Tensor, Tensor | None]:
             f"got {type(result).__name__}."
         )
     inputs, targets = result
-    return inputs, _class_targets(targets, inputs)
+    return inputs, _targets(targets, inputs, class_targets)
 
 
 def first_dataloader(dataloaders: Any) -> Any:
@@ -175,7 +214,62 @@ def first_dataloader(dataloaders: Any) -> Any:
     return dataloaders
 
 
-def select_probe(trainer: Any, size: int, unpack_batch: UnpackBatch | None = None, source: str = "auto") -> Probe:
+def probe_from_batch(
+    batch: Any, size: int, unpack_batch: UnpackBatch | None = None, *, class_targets: bool = True
+) -> Probe:
+    """The first ``size`` samples of one batch (e.g. the first one Lightning draws for training), on the CPU."""
+    unpack = unpack_batch or (lambda b: default_unpack_batch(b, class_targets=class_targets))
+    inputs, targets = _unpack(unpack, batch, class_targets)
+    return Probe(
+        inputs[:size].detach().cpu().clone(), None if targets is None else targets[:size].detach().cpu().clone()
+    )
+
+
+def probe_loader(trainer: Any, source: str = "auto") -> tuple[str, Any]:
+    """Where a probe of ``source`` comes from: ``("val" or "train", loader)``; ``(name, None)`` when nowhere.
+
+    ``"auto"`` is the validation data if there is any (an empty validation dataset counts as none),
+    else the training data.
+    """
+    if source not in ("auto", "val", "train"):
+        raise ValueError(f"source must be 'auto', 'val' or 'train', got {source!r}.")
+    loaders = {"val": first_dataloader(trainer.val_dataloaders), "train": first_dataloader(trainer.train_dataloader)}
+    if source == "auto":
+        if loaders["val"] is not None and not _known_empty(loaders["val"]):
+            return "val", loaders["val"]
+        return "train", loaders["train"]
+    return source, loaders[source]
+
+
+def draws_from_its_own_stream(name: str, loader: Any) -> bool:
+    """Whether taking a probe from ``loader`` would draw from a stream training reads: an iterable training loader.
+
+    Iterating it again would advance the dataset's own generator (or its worker seeds), so such
+    a probe is taken from the first batch Lightning itself draws instead.
+    """
+    return name == "train" and loader is not None and not _indexable(loader)
+
+
+def _known_empty(loader: Any) -> bool:
+    try:
+        return _indexable(loader) and len(loader.dataset) == 0
+    except TypeError:  # a dataset whose len cannot be taken
+        return False
+
+
+LOADER_NAMES = {"val": "validation", "train": "training"}
+
+
+def select_probe(
+    trainer: Any,
+    size: int,
+    unpack_batch: UnpackBatch | None = None,
+    source: str = "auto",
+    *,
+    owner: str = "lightning_explain",
+    first_batch: Any = None,
+    class_targets: bool = True,
+) -> Probe:
     """Take the probe from the trainer's data: validation data if there is any, else training data.
 
     Args:
@@ -183,14 +277,26 @@ def select_probe(trainer: Any, size: int, unpack_batch: UnpackBatch | None = Non
         size: how many samples.
         unpack_batch: turns a batch into ``(inputs, targets)``; :func:`default_unpack_batch` if None.
         source: ``"auto"`` (validation, else training), ``"val"`` or ``"train"``.
+        owner: the callback, named in error messages.
+        first_batch: the first training batch Lightning drew; used instead of iterating an iterable
+            training loader (:func:`draws_from_its_own_stream`).
+        class_targets: keep only class-index targets (else any tensor with one row per sample).
     """
-    if source not in ("auto", "val", "train"):
-        raise ValueError(f"source must be 'auto', 'val' or 'train', got {source!r}.")
-    loaders = {"val": first_dataloader(trainer.val_dataloaders), "train": first_dataloader(trainer.train_dataloader)}
-    order = {"auto": ("val", "train"), "val": ("val",), "train": ("train",)}[source]
-    for name in order:
-        if loaders[name] is not None:
-            return probe_from_dataloader(loaders[name], size, unpack_batch)
-    raise ValueError(
-        f"No {' or '.join(order)} dataloader to take a probe from. Pass probe=inputs or probe=(inputs, targets)."
-    )
+    name, loader = probe_loader(trainer, source)
+    if loader is None:
+        where = " or ".join(LOADER_NAMES[n] for n in (("val", "train") if source == "auto" else (source,)))
+        raise ValueError(
+            f"{owner}: there is no {where} dataloader to take a probe from. Pass probe=inputs or "
+            "probe=(inputs, targets)."
+        )
+    try:
+        if first_batch is not None and draws_from_its_own_stream(name, loader):
+            probe = probe_from_batch(first_batch, size, unpack_batch, class_targets=class_targets)
+        else:
+            probe = probe_from_dataloader(loader, size, unpack_batch, class_targets=class_targets)
+        check_probe_inputs(probe.inputs, f"the first {size} samples of the {LOADER_NAMES[name]} data")
+    except ValueError as error:
+        raise ValueError(
+            f"{owner}: taking the probe from the {LOADER_NAMES[name]} dataloader failed: {error}"
+        ) from error
+    return probe

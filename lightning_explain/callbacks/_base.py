@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from lightning_explain._compat import CALLBACK_BASES, MisconfigurationException
+from lightning_explain._rng import preserved_global_rng
+from lightning_explain.callbacks._fit_start import FitStartChecks
 from lightning_explain.callbacks._log_writer import LogWriter, WarnOnce
-from lightning_explain.probe import Probe, UnpackBatch, check_probe_argument, select_probe
+from lightning_explain.probe import Probe, UnpackBatch, check_probe_argument
 
 SHARDED_STRATEGIES = ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAFSDPStrategy")
 """Strategies that shard parameters across ranks; the callbacks refuse them at setup."""
@@ -58,31 +62,64 @@ def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> No
         raise ValueError(f"{name} must be a positive int{also}, got {value!r}.")
 
 
-class ProbeEventCallback(*CALLBACK_BASES):
+class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
     """A callback that computes something on a fixed probe batch at scheduled steps.
 
     It is a ``Callback`` of ``lightning.pytorch`` and, when installed, of ``pytorch_lightning``, so
     either namespace's Trainer (and ``LightningCLI``) accepts it.
 
-    Subclasses call :meth:`_prepare_probe` in ``on_train_start`` and :meth:`_event` when their
-    schedule fires. Events are deduplicated by ``trainer.global_step`` (two schedules firing
-    at one step give one event), run on global rank zero only, and after fit start a failure
-    inside an event is a warning: the event is skipped and training goes on.
+    Subclasses implement :meth:`_start` (choose the probe with :meth:`_prepare_probe`, a dry run,
+    the baseline event when :meth:`_baseline_due`) and call :meth:`_event` when their schedule
+    fires. Events are deduplicated by ``trainer.global_step`` (two schedules firing at one step
+    give one event), run on global rank zero only, and after fit start a failure inside an
+    event is a warning: the event is skipped and training goes on. Every event and the start
+    leave the global random streams where they found them.
+
+    The start runs in ``on_train_start``, except: with a probe to take from an iterable training
+    loader, in ``on_train_batch_start`` of the first batch, from that batch (iterating the loader
+    again would advance the dataset's own random stream); with lazy modules not yet materialised,
+    after the first training step (materialising them earlier would draw their initial weights
+    at another point of the random stream than a run without the callbacks).
+
+    A new ``fit`` (another trainer) starts a fresh series: the probe taken again (unless given
+    as ``probe=``), the layer resolved again, a baseline event; ``fit`` continued on the same
+    trainer and a resume from a checkpoint keep the series.
     """
 
     def __init__(self, *, probe: Any, probe_size: int, unpack_batch: UnpackBatch | None) -> None:
         check_positive_int("probe_size", probe_size)
         if unpack_batch is not None and not callable(unpack_batch):
             raise ValueError(f"unpack_batch must be callable (batch -> (inputs, targets)), got {unpack_batch!r}.")
-        self._user_probe = check_probe_argument(probe)
+        self._user_probe = check_probe_argument(probe, class_targets=self._class_targets)
         self.probe_size = probe_size
         self.unpack_batch = unpack_batch
+        self._writer: LogWriter | None = None
+        self._state_key: str | None = None
+        self._fit_trainer: Callable[[], Any] = lambda: None  # a weak reference to the last fit's trainer
+        self._fitted = False
+        ProbeEventCallback._reset_series(self)
+
+    _class_targets = True
+    """Whether probe targets must be class indices (else any tensor with one row per sample)."""
+
+    def _reset_series(self) -> None:
+        """Forget the last fit's series: what a new fit (not a resume) starts without. Subclasses extend it."""
         self._probe: Probe | None = None  # on the CPU: what state_dict saves
         self._device_probe: Probe | None = None
         self._last_event_step: int | None = None
-        self._writer: LogWriter | None = None
         self._warn = WarnOnce(type(self).__name__)
-        self._state_key: str | None = None
+        self._start_pending = False
+        self._deferred = False
+        self._first_batch: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_fit_trainer"] = None  # a weak reference cannot be pickled; set again at the next setup
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._fit_trainer = lambda: None
 
     @property
     def state_key(self) -> str:
@@ -108,9 +145,17 @@ class ProbeEventCallback(*CALLBACK_BASES):
     """Whether the callback logs images (then a warning names the loggers that cannot take them)."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Check the strategy and the loggers when ``fit`` starts; raise before any training step."""
+        """Check the strategy and the loggers when ``fit`` starts; raise before any training step.
+
+        A ``fit`` on another trainer than the last one starts a fresh series (a checkpoint, when
+        resuming, is loaded after this and restores its series).
+        """
         if stage == "fit":
             check_strategy(trainer, type(self).__name__)
+            if self._fit_trainer() is not trainer:
+                if self._fitted:  # the first fit starts from __init__'s state
+                    self._reset_series()
+                self._fit_trainer, self._fitted = weakref.ref(trainer), True
             self._writer = LogWriter.for_trainer(trainer, type(self).__name__, needs_images=self._needs_images)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -118,14 +163,62 @@ class ProbeEventCallback(*CALLBACK_BASES):
         if self._writer is not None:
             self._writer.close()
 
-    def _prepare_probe(self, trainer: Any, pl_module: Any) -> Probe:
-        """Choose the probe once per run (or keep the one restored from a checkpoint); move it to the device."""
-        if self._probe is None:
-            probe = self._user_probe or select_probe(trainer, self.probe_size, self.unpack_batch)
-            self._probe = Probe(probe.inputs.cpu(), None if probe.targets is None else probe.targets.cpu())
-        self._device_probe = self._probe.to(pl_module.device)
-        return self._device_probe
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Another part of the run raised: write what is pending before Lightning closes the loggers."""
+        if self._writer is not None:
+            self._writer.close()
 
+    # ------------------------------------------------------------------------------------ start
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start now, or at the first batch (see the class docstring); bad configuration stops ``fit`` here."""
+        self._start_pending = True
+        self._first_batch = None
+        self._try_start(trainer, pl_module, after_step=False)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        """Keep the first batch when the probe is to come from it, and start if nothing else waits."""
+        if self._start_pending:
+            self._first_batch = batch
+            self._try_start(trainer, pl_module, after_step=False)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Start if still waiting (lazy modules are materialised now), then :meth:`_after_train_batch`."""
+        if self._start_pending:
+            self._try_start(trainer, pl_module, after_step=True)
+        self._after_train_batch(trainer, pl_module)
+
+    def _after_train_batch(self, trainer: Any, pl_module: Any) -> None:
+        """What the callback does after each training batch (its schedule)."""
+
+    _start_runs_model = True
+    """Whether :meth:`_start` runs the model (then it waits for lazy modules to be materialised)."""
+
+    def _probe_sources(self) -> list[str]:
+        """The sources (``"auto"``, ``"train"``, ``"val"``) of the probes to take from the data at the start."""
+        return ["auto"] if self._user_probe is None and self._probe is None else []
+
+    def _try_start(self, trainer: Any, pl_module: Any, *, after_step: bool) -> None:
+        if not after_step:
+            if self._first_batch is None and self._needs_first_batch(trainer):
+                return
+            if self._start_runs_model and _has_lazy_parameters(pl_module):
+                return
+        self._start_pending = False
+        self._deferred = trainer.global_step > 0 and after_step
+        with preserved_global_rng():
+            self._checked_start(trainer, pl_module)
+        self._first_batch = None
+
+    def _start(self, trainer: Any, pl_module: Any) -> None:
+        """Choose the probe, check the configuration with a dry run, log the baseline event."""
+        raise NotImplementedError
+
+    def _baseline_due(self, trainer: Any) -> bool:
+        """Whether the start logs a baseline event: a new series, at step 0 (or after the first step with
+        lazy modules)."""
+        return self._last_event_step is None and (trainer.global_step == 0 or self._deferred)
+
+    # ------------------------------------------------------------------------------------ events
     def _event(self, trainer: Any, run: Callable[[int], None]) -> None:
         """Run ``run(step)`` once for this global step, on rank zero, never raising into training."""
         step = trainer.global_step
@@ -135,7 +228,7 @@ class ProbeEventCallback(*CALLBACK_BASES):
         if not trainer.is_global_zero:
             return
         try:
-            with torch.no_grad():
+            with torch.no_grad(), preserved_global_rng():
                 run(step)
         except Exception as error:  # noqa: BLE001 - an explanation must never stop training
             self._warn(
@@ -158,12 +251,19 @@ class ProbeEventCallback(*CALLBACK_BASES):
             self._probe = Probe(state["probe_inputs"], state.get("probe_targets"))
 
 
+def _has_lazy_parameters(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
+
+
 class ScheduledProbeCallback(ProbeEventCallback):
     """A :class:`ProbeEventCallback` with the usual schedule: every ``every_n_steps`` optimizer
     steps and at the end of every ``every_n_epochs`` epochs (either may be ``None`` = off).
 
     Subclasses set both attributes and implement :meth:`_scheduled_event`. Steps without an
-    event cost one modulo check.
+    event cost one modulo check. ``every_n_steps`` counts ``trainer.global_step``, which
+    advances once per optimizer step: a LightningModule that steps two optimizers per batch
+    (a GAN under manual optimisation) advances it by two per batch, so ``every_n_steps=1``
+    fires on even steps only, once per batch, and ``every_n_steps=k`` every ``k / 2`` batches.
     """
 
     every_n_steps: int | None = None
@@ -173,7 +273,7 @@ class ScheduledProbeCallback(ProbeEventCallback):
         """Compute and log one event at ``step`` (inside :meth:`_event`'s guard)."""
         raise NotImplementedError
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def _after_train_batch(self, trainer: Any, pl_module: Any) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self._event(trainer, lambda step: self._scheduled_event(pl_module, step))
 

@@ -91,6 +91,10 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
         self.prefix = prefix
+        self._reset_series()
+
+    def _reset_series(self) -> None:
+        super()._reset_series()
         self._layer_name = ""
         self._shape: tuple[int, ...] = ()
 
@@ -104,7 +108,10 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
             prefix=self.prefix,
         )
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def _probe_sources(self) -> list[str]:
+        return super()._probe_sources() if self.input_shape is None else []
+
+    def _start(self, trainer: Any, pl_module: Any) -> None:
         """Resolve the layer and the input shape; one optimisation step as a dry run; the baseline event."""
         shape = self.input_shape
         if shape is None:
@@ -118,7 +125,7 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         probe_like = torch.zeros((1, *shape), device=pl_module.device)
         self._layer_name, _ = resolve_layer(pl_module, self.layer, probe_like)
         self._maximise(pl_module, steps=1)  # a dry run: a bad layer or channel stops fit here
-        if trainer.global_step == 0 and self._last_event_step is None:
+        if self._baseline_due(trainer):
             self._event(trainer, lambda step: self._log(pl_module, step))
 
     def _scheduled_event(self, pl_module: Any, step: int) -> None:

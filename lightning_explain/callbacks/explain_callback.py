@@ -114,6 +114,10 @@ class ExplainCallback(ScheduledProbeCallback):
         self.colormap = colormap
         self.overlay_alpha = overlay_alpha
         self.prefix = prefix
+        self._reset_series()
+
+    def _reset_series(self) -> None:
+        super()._reset_series()
         self._layer_module: nn.Module | None = None
         self._target_mode: str | int = "predicted"
         self._fixed_scales: dict[str, float] = {}
@@ -133,7 +137,7 @@ class ExplainCallback(ScheduledProbeCallback):
         )
 
     # ----------------------------------------------------------------------------------- hooks
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def _start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe and explain it once (a dry run that stops ``fit`` on bad configuration)."""
         probe = self._prepare_probe(trainer, pl_module)
         if probe.inputs.ndim != 4:
@@ -147,7 +151,7 @@ class ExplainCallback(ScheduledProbeCallback):
             explanation = self._explain(pl_module, layer=self.layer)
         if explanation.layer_name is not None:  # resolved once, reused at every event
             self._layer_module = pl_module.get_submodule(explanation.layer_name)
-        if trainer.global_step == 0 and self._last_event_step is None:
+        if self._baseline_due(trainer):
             self._event(trainer, lambda step: self._log(explanation, step))
 
     def _scheduled_event(self, pl_module: Any, step: int) -> None:

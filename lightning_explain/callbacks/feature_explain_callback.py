@@ -103,6 +103,10 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         self.every_n_steps = every_n_steps
         self.every_n_epochs = every_n_epochs
         self.prefix = prefix
+        self._reset_series()
+
+    def _reset_series(self) -> None:
+        super()._reset_series()
         self._kind = "tabular"
         self._target_mode: str | int = "predicted"
         self._previous: Tensor | None = None
@@ -119,7 +123,7 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         )
 
     # ----------------------------------------------------------------------------------- hooks
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def _start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe, check its shape, explain it once (a dry run that stops ``fit`` on bad configuration)."""
         probe = self._prepare_probe(trainer, pl_module)
         shape = tuple(probe.inputs.shape)
@@ -142,7 +146,7 @@ class FeatureExplainCallback(ScheduledProbeCallback):
             raise ValueError(
                 f"method {self.method_name!r} returned maps of shape {tuple(maps.shape)}; expected {shape[:2]}."
             )
-        if trainer.global_step == 0 and self._last_event_step is None:
+        if self._baseline_due(trainer):
             self._event(trainer, lambda step: self._log(maps, logits, step))
 
     def _scheduled_event(self, pl_module: Any, step: int) -> None:

@@ -58,6 +58,7 @@ class GradientNormMonitor(ProbeEventCallback):
         log_histogram: bool = True,
         prefix: str = "grad_norm",
     ) -> None:
+        self._class_targets = loss_fn is None  # a loss of your own may take any targets (regression values)
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
         if source not in SOURCES:
             raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}.")
@@ -93,7 +94,14 @@ class GradientNormMonitor(ProbeEventCallback):
         if stage == "fit":
             self._interval = self.every_n_steps or trainer.log_every_n_steps or 1
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    @property
+    def _start_runs_model(self) -> bool:  # type: ignore[override]
+        return self.source == "probe"
+
+    def _probe_sources(self) -> list[str]:
+        return super()._probe_sources() if self.source == "probe" else []
+
+    def _start(self, trainer: Any, pl_module: Any) -> None:
         self._layer_names, self._owner = parameter_owners(pl_module)
         if self.source != "probe":
             return
@@ -101,17 +109,19 @@ class GradientNormMonitor(ProbeEventCallback):
         if probe.targets is None:
             raise MisconfigurationException(
                 "GradientNormMonitor(source='probe') needs a probe with targets for its loss, but the probe has "
-                "none. Pass probe=(inputs, targets), or unpack_batch= that returns targets."
+                "none. Pass probe=(inputs, targets), or unpack_batch= that returns targets. Targets that are not "
+                "class indices (regression values, masks) are kept only with a loss for them: pass loss_fn= as well "
+                "(e.g. loss_fn=torch.nn.functional.mse_loss)."
             )
         grads, groups = self._probe_gradients(pl_module)  # a dry run: bad configuration stops fit here
-        if trainer.global_step == 0 and self._last_event_step is None:
+        if self._baseline_due(trainer):
             self._event(trainer, lambda step: self._log(grads, groups, step))
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self.source == "train" and trainer.global_step % self._interval == 0:
             self._event(trainer, lambda step: self._log_train(trainer, optimizer, step))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def _after_train_batch(self, trainer: Any, pl_module: Any) -> None:
         if self.source == "probe" and trainer.global_step % self._interval == 0:
             self._event(trainer, lambda step: self._log(*self._probe_gradients(pl_module), step))
 

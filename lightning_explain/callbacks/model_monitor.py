@@ -125,7 +125,10 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
                     "so nothing will be logged. Add Trainer(logger=TensorBoardLogger('logs'))."
                 )
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def _probe_sources(self) -> list[str]:
+        return super()._probe_sources() if self.activations or self.graph else []
+
+    def _start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe, check it with one forward pass, log the graph once and the baseline event."""
         if self.activations or self.graph:
             self._prepare_probe(trainer, pl_module)
@@ -133,7 +136,7 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
                 leaf_activations(pl_module, self._device_probe.inputs)  # a dry run: a bad probe stops fit here
             if self.graph and trainer.is_global_zero:
                 self._log_graph(pl_module)
-        if trainer.global_step == 0 and self._last_event_step is None:
+        if self._baseline_due(trainer):
             self._event(trainer, lambda step: self._log(pl_module, step))
 
     def _scheduled_event(self, pl_module: Any, step: int) -> None:

@@ -12,7 +12,7 @@ from lightning_explain._compat import MisconfigurationException, rank_zero_warn
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
 from lightning_explain.overfit_detector import ADVICE, Alert, EventSignals, OverfitDetector
 from lightning_explain.overfit_signals import ProbeReading, check_masks, compare_probes, read_probe
-from lightning_explain.probe import Probe, check_probe_argument, select_probe
+from lightning_explain.probe import Probe, check_probe_argument
 from lightning_explain.rendering import render_explanation_grid
 
 
@@ -136,6 +136,11 @@ class OverfitMonitor(ScheduledProbeCallback):
             min_explanation_gap=float(min_explanation_gap),
             min_accuracy_gap=float(min_accuracy_gap),
         )
+        self._reset_series()
+
+    def _reset_series(self) -> None:
+        super()._reset_series()
+        self.detector.reset()
         self._alerts: list[Alert] = []
         self._train_probe: Probe | None = None
         self._device_train_probe: Probe | None = None
@@ -164,26 +169,43 @@ class OverfitMonitor(ScheduledProbeCallback):
         return self._device_train_probe
 
     # ----------------------------------------------------------------------------------- hooks
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def _probe_sources(self) -> list[str]:
+        return [
+            source
+            for source, given, kept in (
+                ("val", self._user_probe, self._probe),
+                ("train", self._user_train_probe, self._train_probe),
+            )
+            if given is None and kept is None
+        ]
+
+    def _probes_for_message(self) -> dict[str, Probe | None]:
+        return {"train_probe": self._device_train_probe, "val_probe": self._device_probe}
+
+    def _start(self, trainer: Any, pl_module: Any) -> None:
         """Choose both probes, check them and the masks, and take the baseline (a dry run at fit start)."""
         if self._probe is None:
             self._probe = self._choose_probe(trainer, "val", self._user_probe)
+        else:
+            self._check_kept_probe(self._user_probe, self._probe, "val_probe=")
         if self._train_probe is None:
             self._train_probe = self._choose_probe(trainer, "train", self._user_train_probe)
-        self._device_probe = self._probe.to(pl_module.device)
-        self._device_train_probe = self._train_probe.to(pl_module.device)
+        else:
+            self._check_kept_probe(self._user_train_probe, self._train_probe, "train_probe=")
+        self._device_probe = self._on_model(self._probe, pl_module)
+        self._device_train_probe = self._on_model(self._train_probe, pl_module)
         self._parameters = [p for p in pl_module.parameters() if p.requires_grad]
         if not self._parameters:
             raise MisconfigurationException("OverfitMonitor needs a model with trainable parameters.")
         with torch.no_grad():
             readings = self._read(pl_module)
         self._device_masks = {name: self._check_mask_shape(name, readings[name]) for name in self.masks}
-        if trainer.global_step == 0 and self._last_event_step is None:
+        if self._baseline_due(trainer):
             self._event(trainer, lambda step: self._log(readings, step))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def _after_train_batch(self, trainer: Any, pl_module: Any) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            super()._after_train_batch(trainer, pl_module)
             self._sync_stop(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -204,7 +226,7 @@ class OverfitMonitor(ScheduledProbeCallback):
     def _choose_probe(self, trainer: Any, source: str, given: Probe | None) -> Probe:
         if given is None:
             try:
-                given = select_probe(trainer, self.probe_size, self.unpack_batch, source=source)
+                given = self._take_probe(trainer, source)
             except ValueError as error:
                 raise MisconfigurationException(
                     f"OverfitMonitor could not take its {source} probe: {error} Give the trainer "

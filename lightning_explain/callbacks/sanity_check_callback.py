@@ -103,6 +103,10 @@ class SanityCheckCallback(ProbeEventCallback):
         self.threshold = float(threshold)
         self.seed = seed
         self.prefix = prefix
+        self._reset_series()
+
+    def _reset_series(self) -> None:
+        super()._reset_series()
         self.result: SanityCheckResult | None = None
         self._done = False
         self._target_mode: str | int = "predicted"
@@ -114,7 +118,7 @@ class SanityCheckCallback(ProbeEventCallback):
         return dict(methods=methods, at=self.at, layer=layer, seed=self.seed, prefix=self.prefix)
 
     # ----------------------------------------------------------------------------------- hooks
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def _start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe and check the configuration with one explanation (a dry run)."""
         from lightning_explain.attribution.explain import compute_explanation
 
