@@ -17,7 +17,7 @@ from lit_helpers import LitCNN, loaders, trainer
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-import lightning_explain.callbacks._log_writer as log_writer_module
+import lightning_explain.callbacks._event_file as event_file_module
 from lightning_explain import (
     ActivationMaximizationCallback,
     ExplainCallback,
@@ -234,7 +234,7 @@ class FullDiskFile:
 
 
 def test_a_full_disk_leaves_no_temporary_png_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(log_writer_module, "open", lambda *a, **k: FullDiskFile(open(*a, **k)), raising=False)
+    monkeypatch.setattr(event_file_module, "open", lambda *a, **k: FullDiskFile(open(*a, **k)), raising=False)
     logger = CSVLogger(tmp_path, name="csv")
     with pytest.warns(UserWarning, match="No space left on device"):
         trainer(tmp_path, [ExplainCallback(every_n_steps=1)], logger=logger).fit(LitCNN(), *loaders())

@@ -32,7 +32,8 @@ from lightning_explain._compat import (
     MisconfigurationException,
     rank_zero_warn,
 )
-from lightning_explain.png import encode_png, image_summary
+from lightning_explain.callbacks._event_file import TensorBoardFile, write_whole
+from lightning_explain.png import encode_png
 
 PNG_METADATA_KEY = "lightning-explain"
 """The PNG ``tEXt`` keyword under which :meth:`LogWriter.image` stores an image's metadata (JSON)."""
@@ -75,24 +76,29 @@ class _Sink:
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         pass
 
+    def close(self) -> None:
+        """Release what the sink holds open (its own files)."""
+
 
 class _TensorBoardSink(_Sink):
-    """TensorBoard: images and histograms through the logger's ``SummaryWriter``."""
+    """TensorBoard: images and histograms in an event file of our own beside the logger's (:class:`TensorBoardFile`)."""
 
     takes_images = True
     writes_in_background = True
 
+    def __init__(self, logger: Any) -> None:
+        super().__init__(logger)
+        self._file = TensorBoardFile(logger)
+
     def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
         """PNG-encoded by :func:`lightning_explain.png.encode_png` (PIL's default in ``add_image`` is 7x slower)."""
-        writer = self.logger.experiment
-        if hasattr(writer, "_get_file_writer"):  # what SummaryWriter.add_image itself writes through
-            summary = image_summary(tag, png(), height=image.shape[0], width=image.shape[1])
-            writer._get_file_writer().add_summary(summary, step)
-        else:
-            writer.add_image(tag, image, global_step=step, dataformats="HWC")
+        self._file.image(tag, image, png, step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        self.logger.experiment.add_histogram(tag, values, global_step=step)
+        self._file.histogram(tag, values, step)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class _WandbSink(_Sink):
@@ -149,10 +155,7 @@ class _FileSink(_Sink):
         parts = [part for part in tag.split("/") if part not in ("", ".", "..")]
         folder = os.path.join(self.directory, *parts)
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"step_{step}.png")
-        with open(path + ".tmp", "wb") as file:  # written whole, then renamed: never a torn PNG
-            file.write(png())
-        os.replace(path + ".tmp", path)
+        write_whole(os.path.join(folder, f"step_{step}.png"), png())
 
 
 def _logger_directory(logger: Any) -> str | None:
@@ -267,6 +270,8 @@ class LogWriter:
         if self._images is not None:
             self._images.shutdown(wait=True)
             self._images = None
+        for sink in self.sinks:
+            sink.close()
 
     def _write_image(
         self, tag: str, image: np.ndarray, step: int, metadata: dict[str, Any] | None, *, background: bool
