@@ -56,6 +56,26 @@ class LitCNN(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
 
 
+class MonteCarloTable(LightningModule):
+    """An MLP over (N, 6) features with three classes that draws dropout noise also in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(F.dropout(x, 0.3, training=True))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
 def loaders(n_train: int = 32, n_val: int = 16, batch_size: int = 8, shuffle: bool = True):
     """Training and validation DataLoaders of :func:`make_images` data."""
     train = TensorDataset(*make_images(n_train, seed=1))

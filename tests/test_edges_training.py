@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule, seed_everything
+from lightning.pytorch import seed_everything
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lit_helpers import LitCNN, loaders, trainer
+from lit_helpers import LitCNN, MonteCarloTable, loaders, trainer
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-import lightning_explain.callbacks._event_file as event_file_module
 from lightning_explain import (
     ActivationMaximizationCallback,
     ExplainCallback,
@@ -34,24 +33,6 @@ class MonteCarloCNN(LitCNN):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(F.dropout(self.features(x), 0.3, training=True))
-
-
-class MonteCarloTable(LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(F.dropout(x, 0.3, training=True))
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return F.cross_entropy(self(batch[0]), batch[1])
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        pass
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 def table_loaders():
@@ -234,6 +215,8 @@ class FullDiskFile:
 
 
 def test_a_full_disk_leaves_no_temporary_png_files(tmp_path, monkeypatch):
+    import lightning_explain.callbacks._event_file as event_file_module  # where PNG files are written
+
     monkeypatch.setattr(event_file_module, "open", lambda *a, **k: FullDiskFile(open(*a, **k)), raising=False)
     logger = CSVLogger(tmp_path, name="csv")
     with pytest.warns(UserWarning, match="No space left on device"):
