@@ -116,10 +116,10 @@ def read_probe(
                     f"{tuple(getattr(chunk_losses, 'shape', ()))}. For a torch loss pass reduction='none', "
                     "e.g. loss_fn=lambda logits, y: F.cross_entropy(logits, y, reduction='none')."
                 )
-            grads = torch.autograd.grad(chunk_losses.sum() / n, parameters, allow_unused=True, retain_graph=chunk_maps)
+            grads, map_x, map_logits = _loss_gradients(model, x, logits, chunk_losses.sum() / n, parameters, chunk_maps)
             gradients = [_add(total, g) for total, g in zip(gradients, grads, strict=True)]
             if chunk_maps:
-                (input_grad,) = torch.autograd.grad(logits.gather(1, y.view(-1, 1)).sum(), x)
+                (input_grad,) = torch.autograd.grad(map_logits.gather(1, y.view(-1, 1)).sum(), map_x)
                 maps.append((input_grad.abs().amax(dim=1) if input_grad.ndim == 4 else input_grad.abs()).float())
             losses.append(chunk_losses.detach().float())
             correct.append(logits.detach().argmax(dim=1) == y)
@@ -132,6 +132,24 @@ def read_probe(
         gradients=gradients,
         maps=torch.cat(maps) if maps else None,
     )
+
+
+def _loss_gradients(
+    model: nn.Module, x: Tensor, logits: Tensor, loss: Tensor, parameters: list, keep_graph: bool
+) -> tuple[tuple, Tensor, Tensor]:
+    """The loss gradients, and ``(x, logits)`` whose graph still holds for the maps' backward (``keep_graph``).
+
+    One backward that keeps the graph; a compiled module whose backward refuses ``retain_graph``
+    (``torch.compile``'s donated buffers) gets a second forward pass for the maps instead.
+    """
+    try:
+        return torch.autograd.grad(loss, parameters, allow_unused=True, retain_graph=keep_graph), x, logits
+    except RuntimeError as error:
+        if not (keep_graph and "donated buffer" in str(error)):
+            raise
+    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+    x = x.detach().requires_grad_(True)
+    return grads, x, model(x)
 
 
 def _add(total: Tensor | None, gradient: Tensor | None) -> Tensor | None:

@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from lightning_explain.attribution._layers import LayerSpec, resolve_layer
-from lightning_explain.attribution._multipass import forward_logits
+from lightning_explain.attribution._multipass import check_chunk_size, forward_logits
 from lightning_explain.attribution._pass import check_inputs, gradient_pass
 from lightning_explain.attribution._reduce import check_reduce, reduce_channels
 from lightning_explain.attribution._targets import TargetSpec
@@ -20,9 +20,9 @@ from lightning_explain.attribution.grad_cam import grad_cam_from_activation
 from lightning_explain.attribution.grad_cam_pp import grad_cam_pp_from_activation
 from lightning_explain.attribution.guided_backprop import guided_gradient_pass
 from lightning_explain.attribution.guided_grad_cam import guided_grad_cam_from
-from lightning_explain.attribution.integrated_gradients import integrated_gradients
-from lightning_explain.attribution.occlusion import occlusion
-from lightning_explain.attribution.smoothgrad import smoothgrad
+from lightning_explain.attribution.integrated_gradients import integrated_gradients, integration_points
+from lightning_explain.attribution.occlusion import check_window, occlusion
+from lightning_explain.attribution.smoothgrad import check_noise_options, smoothgrad
 
 METHODS = (
     "saliency",
@@ -103,11 +103,27 @@ def check_options(
             raise ValueError(f"{method} takes no option(s) {unknown}; its options: {valid}.")
         if "reduce" in values:
             check_reduce(values["reduce"])
+        _check_values(method, values)
         drop = values.get("drop_tokens", 0)
         if isinstance(drop, bool) or not isinstance(drop, int) or drop < 0:
             raise ValueError(f"options[{method!r}]['drop_tokens'] must be an int >= 0, got {drop!r}.")
         checked[method] = dict(values)
     return checked
+
+
+def _check_values(method: str, values: Mapping[str, Any]) -> None:
+    """The checks of a multi-pass method's own arguments that need no model or input, so ``__init__`` can run them."""
+    if method not in _MULTI_PASS:
+        return
+    defaults = {name: p.default for name, p in inspect.signature(_MULTI_PASS[method]).parameters.items()}
+    given = {**defaults, **values}
+    check_chunk_size(given["chunk_size"])
+    if method == "integrated_gradients":
+        integration_points(given["steps"], given["method"])
+    elif method == "smoothgrad":
+        check_noise_options(given["samples"], given["noise"], given["seed"])
+    else:
+        check_window(given["window"], given["stride"])
 
 
 @dataclass

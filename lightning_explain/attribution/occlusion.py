@@ -22,6 +22,19 @@ from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_c
 from lightning_explain.attribution._targets import TargetSpec
 
 
+def check_window(window: object, stride: object) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(window, stride)`` as (height, width) pairs; the stride defaults to half the window.
+
+    Raises ``ValueError`` for values that are not positive ints or pairs of them, or a stride
+    larger than the window (some pixels would never be occluded).
+    """
+    window = _pair("window", window)
+    stride = _pair("stride", stride if stride is not None else (max(1, window[0] // 2), max(1, window[1] // 2)))
+    if stride[0] > window[0] or stride[1] > window[1]:
+        raise ValueError(f"stride={stride} must not exceed window={window}, or some pixels are never occluded.")
+    return window, stride
+
+
 def _pair(name: str, value: object) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else value
     if (
@@ -89,12 +102,9 @@ def occlusion(
     check_reduce(reduce)
     check_chunk_size(chunk_size)
     size = (inputs.shape[2], inputs.shape[3])
-    window = _pair("window", window)
-    stride = _pair("stride", stride if stride is not None else (max(1, window[0] // 2), max(1, window[1] // 2)))
+    window, stride = check_window(window, stride)
     if window[0] > size[0] or window[1] > size[1]:
         raise ValueError(f"window={window} is larger than the images {size}; pass a smaller window=.")
-    if stride[0] > window[0] or stride[1] > window[1]:
-        raise ValueError(f"stride={stride} must not exceed window={window}, or some pixels are never occluded.")
     base = check_baseline(baseline, inputs)
     logits, target = forward_logits(model, inputs, target)
     positions = window_positions(size, window, stride)

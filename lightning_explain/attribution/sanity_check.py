@@ -29,6 +29,12 @@ MapFunction = Callable[[nn.Module, Tensor, Tensor | None], Tensor]
 DEFAULT_THRESHOLD = 0.5
 """A method fails when its maps still correlate above this after every layer is randomised."""
 
+UNDEFINED_REASON = (
+    "the rank correlation is undefined because the maps are constant (all zero: dead ReLUs, an output that "
+    "does not depend on the input), so the test measured nothing; check the model and the layer"
+)
+"""Why a method's result is undefined, in the summary and the warnings."""
+
 
 @dataclass
 class SanityCheckResult:
@@ -39,16 +45,20 @@ class SanityCheckResult:
             Spearman correlation between the trained model's maps and the maps of the model whose
             layers up to and including ``layer_name`` (counted from the output) are randomised.
             ``nan`` where every map of a pair is constant (the correlation is undefined).
-        passed: method -> ``False`` when the maps do not depend on the weights: the correlation
-            after randomising every layer is still above ``threshold``.
+        passed: method -> ``True`` when the maps depend on the weights: the correlation after
+            randomising every layer is defined and at most ``threshold``. ``False`` when it is
+            above (the maps do not depend on the weights) or undefined.
         threshold: the rule's threshold.
         layers: the randomised layers, output first.
+        undefined: method -> ``True`` when the final correlation is ``nan``: the maps are constant
+            (all zero: dead ReLUs, a detached output), so the test measured nothing.
     """
 
     correlations: dict[str, list[tuple[str, float]]]
     passed: dict[str, bool]
     threshold: float
     layers: list[str] = field(default_factory=list)
+    undefined: dict[str, bool] = field(default_factory=dict)
 
     def final(self, method: str) -> float:
         """The correlation after randomising every layer (``nan`` when undefined)."""
@@ -61,9 +71,12 @@ class SanityCheckResult:
         lines = [f"Sanity check (cascading randomisation of {len(self.layers)} layers, output first):"]
         for method, series in self.correlations.items():
             curve = ", ".join(f"{name} {rho:.2f}" for name, rho in series)
-            verdict = (
-                "passed" if self.passed[method] else f"FAILED: maps do not depend on the weights (> {self.threshold})"
-            )
+            if self.undefined.get(method):
+                verdict = f"UNDEFINED: {UNDEFINED_REASON}"
+            elif self.passed[method]:
+                verdict = "passed"
+            else:
+                verdict = f"FAILED: maps do not depend on the weights (> {self.threshold})"
             lines.append(f"  {method}: {verdict}; rank correlation after randomising: {curve}")
         return "\n".join(lines)
 
@@ -182,11 +195,14 @@ def sanity_check(
                 rho = spearman(maps.abs(), randomised[method].abs()).nanmean()
                 correlations[method].append((name or "<root>", float(rho)))
         del copy_model
-    passed = {m: not (series[-1][1] > threshold) for m, series in correlations.items()}
-    result = SanityCheckResult(correlations, passed, threshold, [n or "<root>" for n in cascade])
+    undefined = {m: not series or series[-1][1] != series[-1][1] for m, series in correlations.items()}
+    passed = {m: not undefined[m] and series[-1][1] <= threshold for m, series in correlations.items()}
+    result = SanityCheckResult(correlations, passed, threshold, [n or "<root>" for n in cascade], undefined)
     if warn:
         for method, ok in passed.items():
-            if not ok:
+            if undefined[method]:
+                warnings.warn(f"sanity check of {method!r}: {UNDEFINED_REASON}.", UserWarning, stacklevel=2)
+            elif not ok:
                 warnings.warn(
                     f"sanity check: the maps of {method!r} do not depend on the model's weights: their rank "
                     f"correlation with the trained model's maps is still {result.final(method):.2f} (> {threshold}) "

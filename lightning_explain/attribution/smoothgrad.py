@@ -24,6 +24,16 @@ def noise_scale(inputs: Tensor, noise: float) -> Tensor:
     return (noise * spread).view(-1, *([1] * (inputs.ndim - 1)))
 
 
+def check_noise_options(samples: object, noise: object, seed: object) -> None:
+    """Raise ``ValueError`` unless ``samples`` is a positive int, ``noise`` a finite number >= 0, ``seed`` an int."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a positive int (noisy copies per input), got {samples!r}.")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or noise == float("inf"):
+        raise ValueError(f"noise must be a finite number >= 0 (a fraction of the input range), got {noise!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}.")
+
+
 def smoothgrad(
     model: nn.Module,
     inputs: Tensor,
@@ -66,12 +76,7 @@ def smoothgrad(
     check_inputs(inputs, need_float=True)
     check_reduce(reduce)
     check_chunk_size(chunk_size)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive int (noisy copies per input), got {samples!r}.")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or noise == float("inf"):
-        raise ValueError(f"noise must be a finite number >= 0 (a fraction of the input range), got {noise!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}.")
+    check_noise_options(samples, noise, seed)
     _, target = forward_logits(model, inputs, target)  # the class explained: that of the clean input
     if noise == 0:
         samples = 1

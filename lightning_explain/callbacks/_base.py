@@ -40,15 +40,23 @@ def check_strategy(trainer: Any, owner: str) -> None:
 def resolve_target_mode(owner: str, target: str | int | None, targets: Any) -> str | int:
     """What ``target=`` means for a probe: ``"label"``, ``"predicted"`` or a class index.
 
-    ``None`` is the label when the probe has labels, else the prediction; ``"label"`` on a
-    probe without labels is a configuration error, raised at fit start.
+    ``None`` is the label when every probe sample has one, else the prediction; ``"label"`` on a
+    probe without labels, or with negative ones (-100: unlabelled samples, which the losses
+    ignore), is a configuration error, raised at fit start.
     """
+    unlabelled = 0 if targets is None else int((targets < 0).sum())
     if target is None:
-        return "label" if targets is not None else "predicted"
+        return "label" if targets is not None and not unlabelled else "predicted"
     if target == "label" and targets is None:
         raise MisconfigurationException(
             f"{owner}(target='label') needs a probe with class labels, but the probe has none. "
             "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
+        )
+    if target == "label" and unlabelled:
+        raise MisconfigurationException(
+            f"{owner}(target='label'): {unlabelled} of the probe's {len(targets)} labels are negative (such as -100, "
+            "unlabelled samples that the losses ignore), so they name no class to explain. Use target='predicted', "
+            "or pass probe=(inputs, targets) with a label for every sample."
         )
     return target
 

@@ -96,11 +96,11 @@ class FitStartChecks:
         if "out of bounds" in str(error) or "out of range" in str(error):
             hint = " The targets must be class indices below the model's number of outputs."
         return (
-            f"{owner} could not run the model on its probe at fit start: {type(error).__name__}: {error}.{hint} "
-            f"It found {found or 'no probe yet'}, for a model with {dtype} parameters. Pass {arguments} with "
-            "inputs (and targets) the model takes, unpack_batch= that returns (inputs, targets) from your batches, "
-            "or wrap the model so that forward(inputs) alone returns a logits tensor (N, K) (for a model that "
-            "needs further arguments or returns a dict or tuple)."
+            f"{owner} could not run the model on its probe at fit start: {type(error).__name__}: "
+            f"{str(error).rstrip('.')}. It found {found or 'no probe yet'}, for a model with {dtype} parameters.{hint} "
+            f"Pass {arguments} with inputs (and targets) the model takes, unpack_batch= that returns (inputs, targets) "
+            "from your batches, or wrap the model so that forward(inputs) alone returns a logits tensor (N, K) (for a "
+            "model that needs further arguments or returns a dict or tuple)."
         )
 
 

@@ -210,7 +210,11 @@ class LogWriter:
             return writer
         blind = [sink.name for sink in writer.sinks if not sink.takes_images]
         if blind:
-            if writer.can_log_images:
+            if getattr(trainer, "fast_dev_run", False):
+                message = (
+                    "fast_dev_run replaces the loggers with a DummyLogger, so this run logs nothing; run without it."
+                )
+            elif writer.can_log_images:
                 message = f"{', '.join(blind)} cannot take images (no log_dir or save_dir), so it gets only scalars."
             else:
                 message = (

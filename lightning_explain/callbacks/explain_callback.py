@@ -155,6 +155,13 @@ class ExplainCallback(ScheduledProbeCallback):
         self._target_mode = resolve_target_mode("ExplainCallback", self.target, probe.targets)
         with torch.no_grad():
             explanation = self._explain(pl_module, layer=self.layer)
+        activation = explanation.activation
+        if activation is not None and activation.ndim != 4:
+            raise ValueError(
+                f"ExplainCallback(methods=[..., 'feature_maps']) draws the channels of a spatial layer, output "
+                f"(N, C, h, w), but layer {explanation.layer_name!r} gives {tuple(activation.shape)}. Choose a "
+                "convolutional layer with layer=, or drop 'feature_maps' from methods."
+            )
         if explanation.layer_name is not None:  # resolved once, reused at every event
             self._layer_module = pl_module.get_submodule(explanation.layer_name)
         if self._baseline_due(trainer):
@@ -207,7 +214,7 @@ class ExplainCallback(ScheduledProbeCallback):
             images["feature_maps"] = render_feature_maps(explanation.activation, colormap=self.colormap)
         if correct is not None:
             names.append(f"{self.prefix}/probe_accuracy")
-            values.append(correct.float().mean())
+            values.append(correct[targets >= 0].float().mean())  # unlabelled (-100) samples left out
         host_values = torch.stack(values).cpu().tolist() if values else []
         scalars = {n: v for n, v in zip(names, host_values, strict=True) if v == v}  # drop NaN (undefined) values
         samples = _sample_outcomes(explanation.logits, targets, correct) if cells else {}

@@ -232,12 +232,20 @@ class OverfitMonitor(ScheduledProbeCallback):
                     f"OverfitMonitor could not take its {source} probe: {error} Give the trainer "
                     f"{'validation' if source == 'val' else 'training'} data, or pass {source}_probe=(inputs, targets)."
                 ) from error
-        if given.targets is None:
+        if given.targets is None or not bool((given.targets >= 0).any()):
             raise MisconfigurationException(
                 f"OverfitMonitor needs class labels for its {source} probe (its loss and accuracy), but the probe has "
-                f"none. Pass {source}_probe=(inputs, targets), or unpack_batch= that returns targets."
+                f"none{'' if given.targets is None else ' that are not negative (unlabelled, -100)'}. Pass "
+                f"{source}_probe=(inputs, targets), or unpack_batch= that returns targets."
             )
-        return Probe(given.inputs.cpu(), given.targets.cpu())
+        labelled = given.targets >= 0  # unlabelled samples (-100) are left out, as the losses ignore them
+        if not bool(labelled.all()) and source in self.masks:
+            raise MisconfigurationException(
+                f"OverfitMonitor: the {source} probe holds unlabelled samples (negative labels such as -100), which "
+                f"it leaves out, so masks[{source!r}] no longer lines up with it. Pass {source}_probe= with labelled "
+                "samples."
+            )
+        return Probe(given.inputs[labelled].cpu(), given.targets[labelled].cpu())
 
     def _check_mask_shape(self, name: str, reading: ProbeReading) -> Tensor:
         mask = self.masks[name]
@@ -295,7 +303,8 @@ class OverfitMonitor(ScheduledProbeCallback):
         host["val_loss_rise"] = self.detector.rise
         host["alert"] = float(bool(self.detector.active))
         self._writer.scalars({f"{self.prefix}/{k}": v for k, v in host.items() if v == v}, step)  # NaN: undefined
-        if maps_ok and self.image_samples and train.maps.ndim == 3 and self._writer.can_log_images:
+        images = self._device_train_probe.inputs.ndim == 4  # the grids are of images (N, C, H, W)
+        if maps_ok and self.image_samples and images and self._writer.can_log_images:
             self._log_images(readings, step)
 
     def _log_images(self, readings: dict[str, ProbeReading], step: int) -> None:

@@ -9,7 +9,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_explain.attribution.sanity_check import DEFAULT_THRESHOLD, MapFunction, SanityCheckResult, sanity_check
+from lightning_explain.attribution.sanity_check import (
+    DEFAULT_THRESHOLD,
+    UNDEFINED_REASON,
+    MapFunction,
+    SanityCheckResult,
+    sanity_check,
+)
 from lightning_explain.callbacks._base import ProbeEventCallback, resolve_target_mode
 
 WHEN = ("fit_start", "fit_end")
@@ -28,7 +34,8 @@ class SanityCheckCallback(ProbeEventCallback):
       model's maps and the maps after randomising every layer down to ``layer``;
     - ``{prefix}/{method}/final``: the correlation with every layer randomised;
     - ``{prefix}/{method}/passed``: 1 when the maps depend on the weights, 0 when the final
-      correlation is above ``threshold`` (then a warning names the method);
+      correlation is above ``threshold`` (then a warning names the method); not logged when the
+      correlation is undefined (constant maps: the test measured nothing; a warning says so);
     - ``{prefix}/summary`` (TensorBoard text): the readable summary.
 
     The check needs memory for a second copy of the model and one explanation per method and
@@ -165,11 +172,15 @@ class SanityCheckCallback(ProbeEventCallback):
                     scalars[f"{self.prefix}/{method}/{name}"] = rho
             if series and series[-1][1] == series[-1][1]:
                 scalars[f"{self.prefix}/{method}/final"] = series[-1][1]
-            scalars[f"{self.prefix}/{method}/passed"] = float(result.passed[method])
+            if not result.undefined.get(method):  # nothing measured: neither passed nor failed
+                scalars[f"{self.prefix}/{method}/passed"] = float(result.passed[method])
         self._writer.scalars(scalars, step)
         for logger in self._writer.tensorboard:
             logger.experiment.add_text(f"{self.prefix}/summary", "    " + result.summary.replace("\n", "\n    "), step)
-        failed = [m for m, ok in result.passed.items() if not ok]
+        undefined = [m for m, flag in result.undefined.items() if flag]
+        if undefined:
+            rank_zero_warn(f"SanityCheckCallback: the result for {undefined} is undefined: {UNDEFINED_REASON}.")
+        failed = [m for m, ok in result.passed.items() if not ok and m not in undefined]
         if failed:
             rank_zero_warn(
                 f"SanityCheckCallback: the maps of {failed} do not depend on the model's weights (rank correlation "
