@@ -22,6 +22,8 @@ from typing import Any
 from lightning_explain.png import image_summary
 
 _COUNTER = itertools.count()
+_SHARED: dict[str, list] = {}  # directory -> [EventFile, users]: the callbacks of one run share one file
+_SHARED_LOCK = threading.Lock()
 
 
 class EventFile:
@@ -99,7 +101,12 @@ class TensorBoardFile:
             directory = getattr(self.logger.experiment, "log_dir", None)
             if not isinstance(directory, (str, os.PathLike)):
                 return None
-            self._events = EventFile(os.fspath(directory))
+            with _SHARED_LOCK:
+                entry = _SHARED.setdefault(os.path.abspath(os.fspath(directory)), [None, 0])
+                if entry[0] is None:
+                    entry[0] = EventFile(os.fspath(directory))
+                entry[1] += 1
+                self._events = entry[0]
         return self._events
 
     def image(self, tag: str, image: Any, png: Callable[[], bytes], step: int) -> None:
@@ -122,9 +129,16 @@ class TensorBoardFile:
         events.add_summary(histogram(tag, values, bins), step)
 
     def close(self) -> None:
-        """Close the event file (a later record opens a new one)."""
-        if self._events is not None:
-            self._events.close()
+        """Stop using the event file; the last callback of the run to stop closes it."""
+        if self._events is None:
+            return
+        with _SHARED_LOCK:
+            entry = _SHARED[os.path.abspath(self._events.directory)]
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._events.close()
+                del _SHARED[os.path.abspath(self._events.directory)]
+        self._events = None
 
 
 def write_whole(path: str, data: bytes) -> None:
