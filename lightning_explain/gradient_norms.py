@@ -79,3 +79,21 @@ def probe_loss_gradients(
         loss = loss_fn(model(inputs.detach().clone()), targets)
         grads = torch.autograd.grad(loss, list(parameters), allow_unused=True)
     return [None if g is None else g.detach() for g in grads]
+
+
+def loss_gradients_for_maps(
+    model: nn.Module, x: Tensor, logits: Tensor, loss: Tensor, parameters: list, keep_graph: bool
+) -> tuple[tuple, Tensor, Tensor]:
+    """The loss gradients, and ``(x, logits)`` whose graph still holds for the maps' backward (``keep_graph``).
+
+    One backward that keeps the graph; a compiled module whose backward refuses ``retain_graph``
+    (``torch.compile``'s donated buffers) gets a second forward pass for the maps instead.
+    """
+    try:
+        return torch.autograd.grad(loss, parameters, allow_unused=True, retain_graph=keep_graph), x, logits
+    except RuntimeError as error:
+        if not (keep_graph and "donated buffer" in str(error)):
+            raise
+    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+    x = x.detach().requires_grad_(True)
+    return grads, x, model(x)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_explain.attribution._pass import explanation_mode
+from lightning_explain.gradient_norms import loss_gradients_for_maps
 from lightning_explain.map_statistics import average_ranks, pearson
 
 PROBES = ("train", "val")
@@ -116,7 +116,9 @@ def read_probe(
                     f"{tuple(getattr(chunk_losses, 'shape', ()))}. For a torch loss pass reduction='none', "
                     "e.g. loss_fn=lambda logits, y: F.cross_entropy(logits, y, reduction='none')."
                 )
-            grads, map_x, map_logits = _loss_gradients(model, x, logits, chunk_losses.sum() / n, parameters, chunk_maps)
+            grads, map_x, map_logits = loss_gradients_for_maps(
+                model, x, logits, chunk_losses.sum() / n, parameters, chunk_maps
+            )
             gradients = [_add(total, g) for total, g in zip(gradients, grads, strict=True)]
             if chunk_maps:
                 (input_grad,) = torch.autograd.grad(map_logits.gather(1, y.view(-1, 1)).sum(), map_x)
@@ -132,24 +134,6 @@ def read_probe(
         gradients=gradients,
         maps=torch.cat(maps) if maps else None,
     )
-
-
-def _loss_gradients(
-    model: nn.Module, x: Tensor, logits: Tensor, loss: Tensor, parameters: list, keep_graph: bool
-) -> tuple[tuple, Tensor, Tensor]:
-    """The loss gradients, and ``(x, logits)`` whose graph still holds for the maps' backward (``keep_graph``).
-
-    One backward that keeps the graph; a compiled module whose backward refuses ``retain_graph``
-    (``torch.compile``'s donated buffers) gets a second forward pass for the maps instead.
-    """
-    try:
-        return torch.autograd.grad(loss, parameters, allow_unused=True, retain_graph=keep_graph), x, logits
-    except RuntimeError as error:
-        if not (keep_graph and "donated buffer" in str(error)):
-            raise
-    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
-    x = x.detach().requires_grad_(True)
-    return grads, x, model(x)
 
 
 def _add(total: Tensor | None, gradient: Tensor | None) -> Tensor | None:
@@ -315,21 +299,3 @@ def compare_probes(
         values[f"{name}_in_mask"] = mask_fraction(readings[name].maps, mask).nanmean()
         values[f"{name}_mask_area"] = mask_area(mask).mean()
     return values, ranks
-
-
-def check_masks(masks: Any) -> dict[str, Tensor]:
-    """Validate ``masks={"train": ..., "val": ...}`` (either key optional): bool tensors (N, ...), on the CPU."""
-    if masks is None:
-        return {}
-    if not isinstance(masks, Mapping) or not masks or not set(masks) <= set(PROBES):
-        keys = f" with keys {sorted(masks)}" if isinstance(masks, Mapping) else ""
-        raise ValueError(
-            "masks must be a dict with keys 'train' and/or 'val', each a bool tensor with one region-of-interest "
-            f"mask per probe sample; got {type(masks).__name__}{keys}."
-        )
-    checked = {}
-    for name, mask in masks.items():
-        if not isinstance(mask, Tensor) or mask.ndim < 2:
-            raise ValueError(f"masks[{name!r}] must be a tensor (N, ...) with one mask per probe sample, got {mask!r}.")
-        checked[name] = mask.detach().bool().cpu()
-    return checked

@@ -10,8 +10,9 @@ from torch import Tensor
 
 from lightning_explain._compat import MisconfigurationException, rank_zero_warn
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
+from lightning_explain.callbacks._overfit_probes import check_mask_shape, check_masks, labelled_probe
 from lightning_explain.overfit_detector import ADVICE, Alert, EventSignals, OverfitDetector
-from lightning_explain.overfit_signals import ProbeReading, check_masks, compare_probes, read_probe
+from lightning_explain.overfit_signals import ProbeReading, compare_probes, read_probe
 from lightning_explain.probe import Probe, check_probe_argument
 from lightning_explain.rendering import render_explanation_grid
 
@@ -199,7 +200,7 @@ class OverfitMonitor(ScheduledProbeCallback):
             raise MisconfigurationException("OverfitMonitor needs a model with trainable parameters.")
         with torch.no_grad():
             readings = self._read(pl_module)
-        self._device_masks = {name: self._check_mask_shape(name, readings[name]) for name in self.masks}
+        self._device_masks = {name: check_mask_shape(self.masks[name], name, readings[name]) for name in self.masks}
         if self._baseline_due(trainer):
             self._event(trainer, lambda step: self._log(readings, step))
 
@@ -232,35 +233,7 @@ class OverfitMonitor(ScheduledProbeCallback):
                     f"OverfitMonitor could not take its {source} probe: {error} Give the trainer "
                     f"{'validation' if source == 'val' else 'training'} data, or pass {source}_probe=(inputs, targets)."
                 ) from error
-        if given.targets is None or not bool((given.targets >= 0).any()):
-            raise MisconfigurationException(
-                f"OverfitMonitor needs class labels for its {source} probe (its loss and accuracy), but the probe has "
-                f"none{'' if given.targets is None else ' that are not negative (unlabelled, -100)'}. Pass "
-                f"{source}_probe=(inputs, targets), or unpack_batch= that returns targets."
-            )
-        labelled = given.targets >= 0  # unlabelled samples (-100) are left out, as the losses ignore them
-        if not bool(labelled.all()) and source in self.masks:
-            raise MisconfigurationException(
-                f"OverfitMonitor: the {source} probe holds unlabelled samples (negative labels such as -100), which "
-                f"it leaves out, so masks[{source!r}] no longer lines up with it. Pass {source}_probe= with labelled "
-                "samples."
-            )
-        return Probe(given.inputs[labelled].cpu(), given.targets[labelled].cpu())
-
-    def _check_mask_shape(self, name: str, reading: ProbeReading) -> Tensor:
-        mask = self.masks[name]
-        maps = reading.maps
-        if maps is None:
-            raise MisconfigurationException(f"masks[{name!r}] needs float probe inputs to explain; got integers.")
-        if mask.ndim == maps.ndim + 1 and mask.shape[1] == 1:
-            mask = mask[:, 0]
-        if mask.shape != maps.shape:
-            raise MisconfigurationException(
-                f"masks[{name!r}] has shape {tuple(self.masks[name].shape)}, but the {name} probe's maps have shape "
-                f"{tuple(maps.shape)}: give one mask per probe sample, in the probe's order (the first probe_size "
-                f"samples of the dataset unless you pass {name}_probe=), shaped like the input without channels."
-            )
-        return mask.to(maps.device, torch.bool)
+        return labelled_probe(given, source, has_masks=source in self.masks)
 
     def _read(self, pl_module: Any) -> dict[str, ProbeReading]:
         probes = {"train": self._device_train_probe, "val": self._device_probe}
