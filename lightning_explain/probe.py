@@ -258,6 +258,7 @@ def _known_empty(loader: Any) -> bool:
 
 
 LOADER_NAMES = {"val": "validation", "train": "training"}
+"""How messages name the two loaders."""
 
 
 def select_probe(
