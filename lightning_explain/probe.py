@@ -110,10 +110,12 @@ def check_probe_argument(probe: Any, *, class_targets: bool = True, name: str = 
         check_probe_inputs(inputs, f"{name}=")
         if targets is not None:
             if _targets(targets, inputs, class_targets) is None:
+                wanted = "an integer class-index tensor of shape (N,)" if class_targets else "a tensor with N rows"
+                also = " (GradientNormMonitor takes other targets with loss_fn=)" if class_targets else ""
                 raise ValueError(
-                    "probe=(inputs, targets) needs targets as an integer class-index tensor of shape (N,) "
-                    f"matching inputs; got {getattr(targets, 'dtype', type(targets).__name__)} of shape "
-                    f"{tuple(getattr(targets, 'shape', ()))} for inputs of shape {tuple(inputs.shape)}."
+                    f"{name}=(inputs, targets) needs targets as {wanted} matching inputs; got "
+                    f"{getattr(targets, 'dtype', type(targets).__name__)} of shape "
+                    f"{tuple(getattr(targets, 'shape', ()))} for inputs of shape {tuple(inputs.shape)}{also}."
                 )
             targets = targets.detach().clone()
         return Probe(inputs.detach().clone(), targets)

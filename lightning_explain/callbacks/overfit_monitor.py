@@ -230,7 +230,7 @@ class OverfitMonitor(ScheduledProbeCallback):
                 given = self._take_probe(trainer, source)
             except ValueError as error:
                 raise MisconfigurationException(
-                    f"OverfitMonitor could not take its {source} probe: {error} Give the trainer "
+                    f"{error} (its {source} probe). Give the trainer "
                     f"{'validation' if source == 'val' else 'training'} data, or pass {source}_probe=(inputs, targets)."
                 ) from error
         return labelled_probe(given, source, has_masks=source in self.masks)
