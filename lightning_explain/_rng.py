@@ -11,24 +11,37 @@ import torch
 
 
 @contextlib.contextmanager
-def preserved_global_rng() -> Iterator[None]:
-    """Restore the torch CPU stream, every initialised CUDA device's stream, NumPy's and Python's on exit.
+def preserved_torch_rng() -> Iterator[None]:
+    """Restore torch's CPU stream and every initialised CUDA device's stream on exit (a few microseconds).
 
-    A model that draws random numbers in eval mode (Monte-Carlo dropout, noise layers, a VAE's
-    sampling), a dataset index that draws, or a lazy module materialised inside the block would
-    otherwise move these streams, and every later training step would differ from a run
-    without the callbacks. CUDA streams are saved only once CUDA is initialised: before that
-    nothing can have drawn from them, and saving them would initialise CUDA.
+    What a forward pass draws from: a model that samples in eval mode (Monte-Carlo dropout, noise
+    layers, a VAE's sampling) or a lazy module materialised inside the block would otherwise move
+    these streams, and every later training step would differ from a run without the callbacks.
+    CUDA streams are saved only once CUDA is initialised: before that nothing can have drawn
+    from them, and saving them would initialise CUDA.
     """
-    python_state = random.getstate()
-    numpy_state = np.random.get_state()
     torch_state = torch.random.get_rng_state()
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         yield
     finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
         torch.random.set_rng_state(torch_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+@contextlib.contextmanager
+def preserved_global_rng() -> Iterator[None]:
+    """Restore every global stream on exit: torch's (:func:`preserved_torch_rng`), NumPy's and Python's.
+
+    NumPy's state is the costly one (tens of microseconds), so this is for work done once per
+    event or per run (a callback's event, its start, choosing a probe), not per forward pass.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    try:
+        with preserved_torch_rng():
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lightning_explain._rng import preserved_global_rng
+from lightning_explain._rng import preserved_torch_rng
 from lightning_explain.attribution._targets import TargetSpec, target_scores
 
 
@@ -25,9 +25,10 @@ def explanation_mode(model: nn.Module, device: torch.device) -> Iterator[list]:
 
     Yields a list that callers append hook handles to; they are removed on exit. Works
     inside ``torch.no_grad()`` and ``torch.inference_mode()``. Autocast is disabled so
-    that maps are computed in the model's own precision, not a mixed one. The global random
-    streams are restored on exit (:func:`~lightning_explain._rng.preserved_global_rng`), so a
-    model that draws random numbers in eval mode leaves training's streams where they were.
+    that maps are computed in the model's own precision, not a mixed one. torch's random streams
+    are restored on exit (:func:`~lightning_explain._rng.preserved_torch_rng`), so a model that
+    draws random numbers in eval mode leaves training's streams where they were (the callbacks
+    also restore NumPy's and Python's around each event).
 
     Modes are switched through the model's own ``eval()`` and restored through its own
     ``train(mode)``, so overrides with side effects (EMA weights swapped in by ``eval()`` and
@@ -38,7 +39,7 @@ def explanation_mode(model: nn.Module, device: torch.device) -> Iterator[list]:
     handles: list = []
     switched = any(flag for _, flag in training_flags)  # a model already in eval mode needs no switch
     try:
-        with preserved_global_rng():
+        with preserved_torch_rng():
             if switched:
                 model.eval()
             with torch.inference_mode(False), torch.enable_grad(), _autocast_disabled(device):
