@@ -98,7 +98,7 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
         check_positive_int("probe_size", probe_size)
         if unpack_batch is not None and not callable(unpack_batch):
             raise ValueError(f"unpack_batch must be callable (batch -> (inputs, targets)), got {unpack_batch!r}.")
-        self._user_probe = check_probe_argument(probe, class_targets=self._class_targets)
+        self._user_probe = check_probe_argument(probe, class_targets=self._class_targets, name=self._probe_argument)
         self.probe_size = probe_size
         self.unpack_batch = unpack_batch
         self._writer: LogWriter | None = None
@@ -109,6 +109,9 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
 
     _class_targets = True
     """Whether probe targets must be class indices (else any tensor with one row per sample)."""
+
+    _probe_argument = "probe"
+    """The name of the constructor argument that gives the probe, for messages."""
 
     def _reset_series(self) -> None:
         """Forget the last fit's series: what a new fit (not a resume) starts without. Subclasses extend it."""

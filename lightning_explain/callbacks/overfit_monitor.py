@@ -80,6 +80,7 @@ class OverfitMonitor(ScheduledProbeCallback):
     """
 
     _needs_images = True
+    _probe_argument = "val_probe"
 
     def __init__(
         self,
@@ -126,7 +127,7 @@ class OverfitMonitor(ScheduledProbeCallback):
         self.patience = patience
         self.stop_on_alert = stop_on_alert
         self.masks = check_masks(masks)
-        self._user_train_probe = check_probe_argument(train_probe)
+        self._user_train_probe = check_probe_argument(train_probe, name="train_probe")
         self.loss_fn = loss_fn
         self.image_samples = image_samples
         self.prefix = prefix
