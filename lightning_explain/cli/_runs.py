@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,15 +108,21 @@ def read_run(run: Run, *, images: bool = True, progress=None) -> RunData:
     return data
 
 
-def _add_values(data: RunData, step: int, values: Iterable, plugin_of: dict[str, str], images: bool) -> None:
-    """Sort one event's summary values into ``data``: legacy fields and TF2-style tensor summaries."""
+def _add_values(
+    data: RunData, step: int, values: Iterable, plugin_of: dict[str, str], images: bool | Callable[[str], bool]
+) -> None:
+    """Sort one event's summary values into ``data``: legacy fields and TF2-style tensor summaries.
+
+    ``images``: keep every image (True), none (False), or those whose tag the predicate accepts.
+    """
+    keep = images if callable(images) else (lambda tag: images)
     for value in values:
         kind = value.WhichOneof("value")
         if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
             plugin_of.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
         if kind == "simple_value":
             data.scalars.setdefault(value.tag, {})[step] = float(value.simple_value)
-        elif kind == "image" and images:
+        elif kind == "image" and keep(value.tag):
             data.images.setdefault(value.tag, {})[step] = value.image.encoded_image_string
         elif kind == "tensor":
             plugin = plugin_of.get(value.tag)
@@ -124,7 +130,7 @@ def _add_values(data: RunData, step: int, values: Iterable, plugin_of: dict[str,
                 from tensorboard.util import tensor_util
 
                 data.scalars.setdefault(value.tag, {})[step] = float(tensor_util.make_ndarray(value.tensor))
-            elif plugin == "images" and images and len(value.tensor.string_val) > 2:
+            elif plugin == "images" and keep(value.tag) and len(value.tensor.string_val) > 2:
                 # [width, height, image, ...]: the first image of the step.
                 data.images.setdefault(value.tag, {})[step] = value.tensor.string_val[2]
 

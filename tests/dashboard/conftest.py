@@ -1,0 +1,105 @@
+"""Event files for the dashboard's tests, made once per session.
+
+``fit/version_0``: a real short fit (ExplainCallback at every step, OverfitMonitor at every epoch), 13 image
+steps per method, more than TensorBoard's default sample of 10. ``synthetic``: written directly, with what a
+short fit cannot be relied on to produce: an overfitting alert that fires twice, a new quality-metric tag with
+a NaN, and an image without the grid-layout metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lit_helpers import LitCNN, loaders, trainer
+from torch.utils.tensorboard import SummaryWriter
+
+from lightning_explain import ExplainCallback, OverfitMonitor
+
+METHODS = ("saliency", "grad_cam")
+FIT_RUN = "fit/version_0"
+SYNTHETIC_RUN = "synthetic"
+SYNTHETIC_STEPS = [0, 10, 20, 30, 40, 50]
+ALERT = [0, 0, 1, 1, 0, 1]  # fires at steps 20 and 50
+AUC = [0.5, 0.4, float("nan"), 0.3, 0.25, 0.2]
+
+
+def write_synthetic(path: Path, steps=SYNTHETIC_STEPS, alert=ALERT) -> None:
+    """The synthetic run: a plain image tag, an alert series and a quality metric (steps ``steps``)."""
+    writer = SummaryWriter(str(path))
+    for i, step in enumerate(steps):
+        image = np.full((20, 30, 3), (40 * i, 100, 200 - 30 * i), np.uint8)
+        writer.add_image("explain/occlusion", image, step, dataformats="HWC")
+        writer.add_scalar("overfit/alert", alert[i], step)
+        writer.add_scalar("explain/occlusion/deletion_auc", AUC[i], step)
+        writer.add_scalar("train_loss", 1.0 / (i + 1), step)
+    writer.close()
+
+
+@pytest.fixture(scope="session")
+def dashboard_logdir(tmp_path_factory) -> Path:
+    """A log folder with the two runs (see the module's docstring)."""
+    root = tmp_path_factory.mktemp("dashboard_logs")
+    torch.manual_seed(0)
+    train, val = loaders(32, 16, 8)
+    callbacks = [ExplainCallback(every_n_steps=1, methods=METHODS), OverfitMonitor(probe_size=16, image_samples=4)]
+    logger = TensorBoardLogger(str(root), name="fit", version=0)
+    trainer(root, callbacks, logger=logger, max_epochs=3).fit(LitCNN(), train, val)
+    write_synthetic(root / SYNTHETIC_RUN)
+    return root
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    """Debian's Chromium and its driver, or None when either is missing."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tensorboard_url(dashboard_logdir):
+    """A real ``tensorboard`` serving the dashboard's log folder on a free local port (stopped at the end)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(dashboard_logdir), "--host", "127.0.0.1"]
+        + ["--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/data/plugin/lightning_explain/runs", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"tensorboard did not start: {server.stderr.read().decode()[-2000:]}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
