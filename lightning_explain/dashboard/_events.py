@@ -36,6 +36,7 @@ class RunState:
     path: Path
     data: RunData = field(default_factory=RunData)
     generation: int = 0
+    mtime: float = 0.0  # of the newest event file, when last read
     loaders: dict[str, object] = field(default_factory=dict)  # event file -> RawEventFileLoader
     plugin_of: dict[str, str] = field(default_factory=dict)
 
@@ -56,6 +57,7 @@ class RunState:
                     changed = True
         if changed:
             self.generation += 1
+            self.mtime = max(os.path.getmtime(self.path / f) for f in self.loaders)
         return changed
 
 

@@ -113,8 +113,9 @@ def run_index(
     }
 
 
-def run_summary(name: str, data: RunData, generation: int = 0) -> dict:
-    """One line of the run list: the run's name, generation, how many image and scalar tags, the last step."""
+def run_summary(name: str, data: RunData, generation: int = 0, mtime: float = 0.0) -> dict:
+    """One line of the run list: name, generation, how many image and scalar tags, the last step, and ``mtime``
+    (when its newest event file was written: the page opens the newest run)."""
     last = [max(series) for series in (*data.images.values(), *data.scalars.values()) if series]
     return {
         "name": name,
@@ -122,4 +123,5 @@ def run_summary(name: str, data: RunData, generation: int = 0) -> dict:
         "image_tags": len(data.images),
         "scalar_tags": len(data.scalars),
         "last_step": max(last) if last else None,
+        "mtime": mtime,
     }

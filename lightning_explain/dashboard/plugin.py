@@ -94,7 +94,7 @@ class ExplainPlugin(base_plugin.TBPlugin):
     def _serve_runs(self, request):
         self.reader.reload()
         with self.reader.lock:
-            runs = [run_summary(r.name, r.data, r.generation) for r in self.reader.runs.values()]
+            runs = [run_summary(r.name, r.data, r.generation, r.mtime) for r in self.reader.runs.values()]
         runs.sort(key=lambda r: r["name"])
         logdir = str(self.reader.logdir) if self.reader.logdir else ""
         return _json(request, {"logdir": logdir, "error": self._error, "runs": runs})

@@ -59,7 +59,7 @@ def build_data(reader: LogdirReader, names: list[str], max_steps: int | None, ti
         for tag, series in run.data.images.items():
             steps = sorted(series)
             chosen[tag] = [steps[i] for i in evenly_spaced(len(steps), max_steps)]
-        data["runs"].append(run_summary(name, run.data, run.generation))
+        data["runs"].append(run_summary(name, run.data, run.generation, run.mtime))
         data["indexes"][name] = run_index(name, run.data, run.generation, steps=chosen)
         data["images"][name] = {
             tag: {

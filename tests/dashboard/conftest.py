@@ -8,7 +8,7 @@ a NaN, and an image without the grid-layout metadata.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -73,16 +73,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def tensorboard_url(dashboard_logdir):
-    """A real ``tensorboard`` serving the dashboard's log folder on a free local port (stopped at the end)."""
+@contextlib.contextmanager
+def serve_tensorboard(logdir: Path):
+    """A real ``tensorboard`` serving ``logdir`` on a free local port; yields its URL, stops it at the end."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(dashboard_logdir), "--host", "127.0.0.1"]
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
         + ["--port", str(port), "--reload_interval", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -46,13 +46,15 @@ def test_runs_lists_every_run_with_its_tags(client, dashboard_logdir):
     runs = {r["name"]: r for r in listing["runs"]}
     assert sorted(runs) == [FIT_RUN, SYNTHETIC_RUN]
     assert runs[FIT_RUN]["image_tags"] == 4  # explain/saliency, explain/grad_cam, overfit/{train,val}_saliency
-    assert runs[SYNTHETIC_RUN] | {"generation": 0} == {
+    assert runs[SYNTHETIC_RUN] | {"generation": 0, "mtime": 0} == {
         "name": SYNTHETIC_RUN,
         "generation": 0,
         "image_tags": 1,
         "scalar_tags": 3,
         "last_step": 50,
+        "mtime": 0,
     }
+    assert runs[SYNTHETIC_RUN]["mtime"] >= runs[FIT_RUN]["mtime"] > 0  # written last: the page opens it
 
 
 def test_every_logged_step_of_every_image_tag(fit_index, dashboard_logdir):

@@ -188,8 +188,8 @@
         return;
       }
       if (state.run === null || !names.includes(state.run)) {
-        const withImages = state.runs.filter((r) => r.image_tags > 0);
-        await chooseRun((withImages.length ? withImages[withImages.length - 1] : state.runs[0]).name);
+        const newest = state.runs.slice().sort((a, b) => (a.image_tags > 0) - (b.image_tags > 0) || a.mtime - b.mtime);
+        await chooseRun(newest[newest.length - 1].name); // the newest run with images
         ui.run.value = state.run;
         return;
       }
