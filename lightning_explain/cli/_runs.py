@@ -93,16 +93,21 @@ def read_run(run: Run, *, images: bool = True, progress=None) -> RunData:
 
     ``progress`` is called with the number of bytes read after each record.
     """
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from google.protobuf.message import DecodeError
     from tensorboard.compat.proto import event_pb2
+
+    from lightning_explain._tfrecord import RecordTail
 
     data = RunData()
     plugin_of: dict[str, str] = {}  # tag -> plugin name, from the first value's metadata (tensor summaries)
     for path in run.event_files:
-        for record in RawEventFileLoader(str(path)).Load():
+        for record in RecordTail(path).read():
             if progress is not None:
                 progress(len(record) + _RECORD_OVERHEAD)
-            event = event_pb2.Event.FromString(record)
+            try:
+                event = event_pb2.Event.FromString(record)
+            except DecodeError:  # a damaged record: skip it, keep the rest
+                continue
             if event.HasField("summary"):
                 _add_values(data, event.step, event.summary.value, plugin_of, images)
     return data

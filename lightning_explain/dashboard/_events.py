@@ -6,7 +6,8 @@ server that ``--load_fast`` starts. Raising it for the whole ``images`` kind wou
 every image of every tag, and a user's explicit ``--samples_per_plugin images=10`` would cut our tags
 again. So the Explain tab reads the event files itself, keeping every step of the image tags under
 ``IMAGE_PREFIXES`` and of every scalar, and tails the files: each :meth:`LogdirReader.reload` reads only
-the records written since the last one (and picks up new runs and new files).
+the records written since the last one (and picks up new runs and new files), with the fast reader of
+:mod:`lightning_explain._tfrecord`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightning_explain._tfrecord import RecordTail
 from lightning_explain.cli._runs import EVENT_FILE_MARKER, RunData, _add_values
 
 IMAGE_PREFIXES = ("explain", "overfit", "features", "sanity", "sanity_check", "activation_max")
@@ -37,21 +39,24 @@ class RunState:
     data: RunData = field(default_factory=RunData)
     generation: int = 0
     mtime: float = 0.0  # of the newest event file, when last read
-    loaders: dict[str, object] = field(default_factory=dict)  # event file -> RawEventFileLoader
+    loaders: dict[str, RecordTail] = field(default_factory=dict)  # event file -> its reader
     plugin_of: dict[str, str] = field(default_factory=dict)
 
     def read_new(self) -> bool:
         """Read the records appended since the last call, from every event file; return whether any arrived."""
-        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from google.protobuf.message import DecodeError
         from tensorboard.compat.proto import event_pb2
 
         for file in sorted(f for f in os.listdir(self.path) if EVENT_FILE_MARKER in f):
             if file not in self.loaders:
-                self.loaders[file] = RawEventFileLoader(str(self.path / file))
+                self.loaders[file] = RecordTail(self.path / file)
         changed = False
         for loader in self.loaders.values():
-            for record in loader.Load():
-                event = event_pb2.Event.FromString(record)
+            for record in loader.read():
+                try:
+                    event = event_pb2.Event.FromString(record)
+                except DecodeError:  # a damaged record: skip it, keep the rest
+                    continue
                 if event.HasField("summary"):
                     _add_values(self.data, event.step, event.summary.value, self.plugin_of, keeps_image)
                     changed = True

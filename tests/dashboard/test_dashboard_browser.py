@@ -1,7 +1,8 @@
-"""The Explain tab in a real ``tensorboard`` and the report file, driven in headless Chromium through Selenium.
+"""The Explain tab in a real ``tensorboard`` and the report file, in headless Chromium and Firefox.
 
-Skipped when Chromium, its driver or Selenium is missing, unless ``LIGHTNING_EXPLAIN_REQUIRE_BROWSER=1`` (as in
-``.ci/run``), when that is a failure. Run them alone with ``python -m pytest -m browser``.
+Chromium runs through Selenium, Firefox through WebDriver BiDi (see ``browsers.py``). A missing Chromium (or
+chromedriver, or Selenium) skips its tests unless ``LIGHTNING_EXPLAIN_REQUIRE_BROWSER=1`` (as in ``.ci/run``),
+which makes that a failure; a missing Firefox skips its tests. Run them alone with ``python -m pytest -m browser``.
 """
 
 from __future__ import annotations
@@ -13,36 +14,31 @@ import time
 import urllib.request
 
 import pytest
-from conftest import FIT_RUN, METHODS, SYNTHETIC_RUN, chromium_paths, serve_tensorboard, write_synthetic
+from browsers import open_page
+from conftest import FIT_RUN, METHODS, SYNTHETIC_RUN, serve_tensorboard, write_synthetic
 
 from lightning_explain.dashboard import write_report
 
 pytestmark = pytest.mark.browser
 TAGS = [f"explain/{m}" for m in METHODS]
+SAMPLE = 5
 
 
-@pytest.fixture(scope="module")
-def driver():
-    paths = chromium_paths()
+@pytest.fixture(scope="module", params=["chromium", "firefox"])
+def page(request):
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        paths = None
-    if paths is None:
-        message = "needs Debian's chromium and chromium-driver, and selenium (pip install selenium)"
-        if os.environ.get("LIGHTNING_EXPLAIN_REQUIRE_BROWSER") == "1":
+        browser = open_page(request.param)
+    except Exception as error:  # noqa: BLE001 - a browser that is installed but cannot start is a failure
+        pytest.fail(f"{request.param} did not start: {error}")
+    if browser is None:
+        message = f"needs {request.param}" + (
+            " and chromium-driver (Debian) and selenium (pip)" if request.param == "chromium" else ""
+        )
+        if request.param == "chromium" and os.environ.get("LIGHTNING_EXPLAIN_REQUIRE_BROWSER") == "1":
             pytest.fail(message + "; LIGHTNING_EXPLAIN_REQUIRE_BROWSER=1 requires them")
         pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = paths[0]
-    for argument in ("--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu"):
-        options.add_argument(argument)
-    options.add_argument("--window-size=1400,1000")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(paths[1]), options=options)  # Selenium Manager downloads nothing
     yield browser
-    browser.quit()
+    browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -69,100 +65,88 @@ def until(condition, timeout: float = 15.0, what: str = "the page"):
         time.sleep(0.1)
 
 
-def shown(driver) -> dict[str, list[str]]:
-    """Per grid card: the step of each pane's image (``data-step``), once every image has loaded."""
-    return driver.execute_script(
-        """const out = {};
-        for (const card of document.querySelectorAll('.le-card')) {
-          out[card.dataset.tag] = Array.from(card.querySelectorAll('img.le-grid')).map((img) =>
-            img.hidden ? 'none' : (img.complete && img.naturalWidth > 0 ? img.dataset.step : 'loading'));
-        }
-        return out;"""
-    )
+SHOWN = """const out = {};
+for (const card of document.querySelectorAll('.le-card')) {
+  out[card.dataset.tag] = Array.from(card.querySelectorAll('img.le-grid')).map((img) =>
+    img.hidden ? 'none' : (img.complete && img.naturalWidth > 0 ? img.dataset.step : 'loading'));
+}
+return out;"""
+
+FILMSTRIP = """const out = {};
+for (const row of document.querySelectorAll('#le-film .le-film-row')) {
+  out[row.dataset.tag] = Array.from(row.querySelectorAll('.le-frame')).map((f) =>
+    [f.dataset.step, f.querySelector('img').getAttribute('src'), f.classList.contains('le-current'),
+     f.querySelector('.le-frame-outcome').textContent]);
+}
+return out;"""
 
 
-def press(driver, key: str) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    ActionChains(driver).send_keys(key).perform()
-
-
-def severe_errors(driver) -> list:
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+def shown(page) -> dict[str, list[str]]:
+    """Per grid card: the step of each pane's image (``data-step``) once it has loaded."""
+    return page.run(SHOWN)
 
 
-def click_sample(driver, tag: str, box: list[int], size: list[int]) -> None:
-    """Click the middle of a probe sample's cell in ``tag``'s grid (first pane)."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-
-    img = driver.find_element(By.CSS_SELECTOR, f'.le-card[data-tag="{tag}"] img.le-grid')
-    scale = img.size["width"] / size[0]
-    dx = (box[0] + box[2] / 2) * scale - img.size["width"] / 2
-    dy = (box[1] + box[3] / 2) * scale - img.size["height"] / 2
-    ActionChains(driver).move_to_element_with_offset(img, int(dx), int(dy)).click().perform()
+def at(page, steps: list) -> bool:
+    """Whether every method's grid shows ``steps`` (one per pane)."""
+    now = shown(page)
+    return all(now.get(tag) == [str(s) for s in steps] for tag in TAGS)
 
 
-def filmstrip(driver) -> dict[str, list[tuple[str, str, bool]]]:
-    """Per filmstrip row: (step, image source, is the current frame) of every frame."""
-    return driver.execute_script(
-        """const out = {};
-        for (const row of document.querySelectorAll('#le-film .le-film-row')) {
-          out[row.dataset.tag] = Array.from(row.querySelectorAll('.le-frame')).map((f) =>
-            [f.dataset.step, f.querySelector('img').getAttribute('src'), f.classList.contains('le-current'),
-             f.querySelector('.le-frame-outcome').textContent]);
-        }
-        return out;"""
-    )
-
-
-def set_slider(driver, value: int) -> None:
-    driver.execute_script(
-        "const s = document.getElementById('le-slider'); s.value = arguments[0];"
-        "s.dispatchEvent(new Event('input', {bubbles: true}));",
+def choose(page, select_id: str, value: str) -> None:
+    """Pick an option of a <select>, as the user's choice fires it."""
+    page.run(
+        "const s = document.getElementById(arguments[0]); s.value = arguments[1];"
+        "s.dispatchEvent(new Event('change', {bubbles: true}));",
+        select_id,
         value,
     )
 
 
-def check_slider_and_filmstrip(driver, index: dict, steps_of) -> None:
-    """Move the slider every way, click a sample, check the filmstrip against the run's index."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
+def click_sample(page, tag: str, box: list[int], size: list[int]) -> None:
+    """Click the middle of a probe sample's cell in ``tag``'s grid (first pane)."""
+    css = f'.le-card[data-tag="{tag}"] img.le-grid'
+    width, height = page.run("const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+                             "return [r.width, r.height];", css)  # fmt: skip
+    scale = width / size[0]
+    page.click(css, (box[0] + box[2] / 2) * scale - width / 2, (box[1] + box[3] / 2) * scale - height / 2)
 
+
+def check_slider_and_filmstrip(page, index: dict, source_of) -> None:
+    """Move the slider every way, click a sample, check the filmstrip against the run's index."""
     steps = index["images"][TAGS[0]]["steps"]
-    last = str(steps[-1])
-    until(lambda: all(shown(driver).get(t) == [last] for t in TAGS), what=f"the grids at step {last}")
-    driver.execute_script("document.getElementById('le-slider').focus()")  # the keys go to the slider
-    press(driver, Keys.HOME)  # every method moves together
-    until(lambda: all(shown(driver)[t] == [str(steps[0])] for t in TAGS), what="the grids at the first step")
-    press(driver, Keys.ARROW_RIGHT)
-    until(lambda: all(shown(driver)[t] == [str(steps[1])] for t in TAGS), what="the grids at the second step")
+    until(lambda: at(page, [steps[-1]]), what=f"the grids at step {steps[-1]}")
+    page.run("document.getElementById('le-slider').focus();")  # the keys go to the slider
+    page.press("Home")  # every method moves together
+    until(lambda: at(page, [steps[0]]), what="the grids at the first step")
+    page.press("ArrowRight")
+    until(lambda: at(page, [steps[1]]), what="the grids at the second step")
     middle = steps[len(steps) // 2]
-    set_slider(driver, middle)
-    until(lambda: all(shown(driver)[t] == [str(middle)] for t in TAGS), what=f"the grids at step {middle}")
-    assert driver.find_element(By.ID, "le-step").text == f"step {middle}"
+    page.run(
+        "const s = document.getElementById('le-slider'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('input', {bubbles: true}));",
+        middle,
+    )
+    until(lambda: at(page, [middle]), what=f"the grids at step {middle}")
+    assert page.run("return document.getElementById('le-step').textContent;") == f"step {middle}"
 
     entry = index["images"][TAGS[1]]
-    sample = 5
-    click_sample(driver, TAGS[1], entry["cells"][sample], entry["size"])
-    strip = until(lambda: filmstrip(driver) or None, what="the filmstrip")
+    click_sample(page, TAGS[1], entry["cells"][SAMPLE], entry["size"])
+    strip = until(lambda: page.run(FILMSTRIP) or None, what="the filmstrip")
+    heading = page.run("return document.querySelector('#le-film .le-film-head strong').textContent;")
+    assert heading == f"Sample {SAMPLE} across the run"  # the sample that was clicked
     assert sorted(strip) == sorted(TAGS)  # one row per method; OverfitMonitor's pictures have no cells
     for tag in TAGS:
-        frames = strip[tag]
-        tag_steps = index["images"][tag]["steps"]
+        frames, tag_steps = strip[tag], index["images"][tag]["steps"]
         assert [f[0] for f in frames] == [str(s) for s in tag_steps]
-        assert [f[1] for f in frames] == [steps_of(tag, s) for s in tag_steps]
+        assert [f[1] for f in frames] == [source_of(tag, s) for s in tag_steps]
         assert [f[0] for f in frames if f[2]] == [str(middle)]  # the slider's step is marked
         for (_, _, _, outcome), meta in zip(frames, index["images"][tag]["frames"], strict=True):
-            verdict = "✓ right" if meta["correct"][sample] else "✗ wrong"
-            assert outcome.startswith(f"label {meta['target'][sample]} · pred {meta['predicted'][sample]} (")
-            assert outcome.endswith(verdict)
-    marks = driver.find_elements(By.CSS_SELECTOR, ".le-card .le-mark:not([hidden])")
-    assert len(marks) == len(TAGS)  # the sample is outlined in each method's grid
-    driver.find_element(
-        By.CSS_SELECTOR, f'#le-film .le-film-row[data-tag="{TAGS[0]}"] .le-frame[data-step="{steps[2]}"]'
-    ).click()
-    until(lambda: all(shown(driver)[t] == [str(steps[2])] for t in TAGS), what="the slider at the clicked frame")
+            assert outcome.startswith(f"label {meta['target'][SAMPLE]} · pred {meta['predicted'][SAMPLE]} (")
+            assert outcome.endswith("✓ right" if meta["correct"][SAMPLE] else "✗ wrong")
+    marks = page.run("return document.querySelectorAll('.le-card .le-mark:not([hidden])').length;")
+    assert marks == len(TAGS)  # the sample is outlined in each method's grid
+    page.click(f'#le-film .le-film-row[data-tag="{TAGS[0]}"] .le-frame[data-step="{steps[2]}"]')
+    until(lambda: at(page, [steps[2]]), what="the slider at the clicked frame")
 
 
 def fetch_json(url: str) -> dict:
@@ -170,70 +154,60 @@ def fetch_json(url: str) -> dict:
         return json.load(response)
 
 
-def test_explain_tab_in_tensorboard(driver, server):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.select import Select
-
+def test_explain_tab_in_tensorboard(page, server):
     url, logdir = server
-    base = url + "/data/plugin/lightning_explain/"
-    index = fetch_json(base + "run?run=" + FIT_RUN)
-    driver.get(url + "/#lightning_explain")
-    driver.switch_to.frame(until(lambda: driver.find_element(By.CSS_SELECTOR, "iframe"), what="the plugin's iframe"))
-    until(lambda: driver.find_element(By.ID, "le-run").get_attribute("value") == SYNTHETIC_RUN, what="the newest run")
-    Select(driver.find_element(By.ID, "le-run")).select_by_value(FIT_RUN)
+    index = fetch_json(url + "/data/plugin/lightning_explain/run?run=" + FIT_RUN)
+    page.goto(url + "/#lightning_explain")
+    until(lambda: page.enter_frame() or True, what="the plugin's iframe")
+    until(lambda: page.run("return document.getElementById('le-run').value;") == SYNTHETIC_RUN, what="the newest run")
+    choose(page, "le-run", FIT_RUN)
+    check_slider_and_filmstrip(
+        page, index, lambda tag, s: f"image?run=fit%2Fversion_0&tag={tag.replace('/', '%2F')}&step={s}"
+    )
 
-    def source(tag, step):
-        return f"image?run=fit%2Fversion_0&tag={tag.replace('/', '%2F')}&step={step}"
-
-    check_slider_and_filmstrip(driver, index, source)
-
-    # Compare two steps: the first step on the left, the slider's on the right.
     steps = index["images"][TAGS[0]]["steps"]
-    Select(driver.find_element(By.ID, "le-mode")).select_by_value("steps")
-    until(lambda: all(shown(driver)[t] == [str(steps[0]), str(steps[2])] for t in TAGS), what="two steps")
-    # Compare two runs at one step: the synthetic run has no grad_cam.
-    Select(driver.find_element(By.ID, "le-mode")).select_by_value("runs")
-    until(lambda: shown(driver)["explain/grad_cam"] == [str(steps[2]), "none"], what="two runs")
-    Select(driver.find_element(By.ID, "le-mode")).select_by_value("single")
+    choose(page, "le-mode", "steps")  # two steps: the first on the left, the slider's on the right
+    until(lambda: at(page, [steps[0], steps[2]]), what="two steps side by side")
+    choose(page, "le-mode", "runs")  # two runs at one step: the synthetic run has no grad_cam
+    until(lambda: shown(page)["explain/grad_cam"] == [str(steps[2]), "none"], what="two runs side by side")
+    choose(page, "le-mode", "single")
 
-    # The synthetic run: its alerts on the timeline; clicking one moves the slider there.
-    Select(driver.find_element(By.ID, "le-run")).select_by_value(SYNTHETIC_RUN)
-    until(lambda: shown(driver) == {"explain/occlusion": ["50"]}, what="the synthetic run")
-    alerts = driver.find_elements(By.CSS_SELECTOR, ".le-alert")
-    assert [a.get_attribute("data-step") for a in alerts] == ["20", "50"]
-    charts = driver.find_elements(By.CSS_SELECTOR, "svg.le-chart")
-    assert charts and all(len(c.find_elements(By.CSS_SELECTOR, ".le-alert-line")) == 2 for c in charts)
-    alerts[0].click()
-    until(lambda: shown(driver) == {"explain/occlusion": ["20"]}, what="the slider at the alert")
-    chart = driver.find_element(By.CSS_SELECTOR, 'svg.le-chart[data-group="overfit/alert"]')
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    ActionChains(driver).move_to_element_with_offset(chart, chart.size["width"] // 2 - 12, 0).click().perform()
-    until(lambda: shown(driver) == {"explain/occlusion": ["50"]}, what="the slider at the clicked point")
+    # The synthetic run: its alerts on the timeline; clicking one, or a chart, moves the slider there.
+    runs = fetch_json(url + "/data/plugin/lightning_explain/runs")["runs"]
+    last = str({r["name"]: r for r in runs}[SYNTHETIC_RUN]["last_step"])  # 50, or later after a live test
+    choose(page, "le-run", SYNTHETIC_RUN)
+    until(lambda: shown(page) == {"explain/occlusion": [last]}, what="the synthetic run")
+    alerts = page.run("return Array.from(document.querySelectorAll('.le-alert')).map((a) => a.dataset.step);")
+    assert alerts == ["20", "50"]
+    lines = page.run("return Array.from(document.querySelectorAll('svg.le-chart')).map((c) =>"
+                     " c.querySelectorAll('.le-alert-line').length);")  # fmt: skip
+    assert lines and set(lines) == {2}
+    page.click('.le-alert[data-step="20"]')
+    until(lambda: shown(page) == {"explain/occlusion": ["20"]}, what="the slider at the alert")
+    chart = 'svg.le-chart[data-group="overfit/alert"]'
+    width = page.run("return document.querySelector(arguments[0]).getBoundingClientRect().width;", chart)
+    page.click(chart, width / 2 - 12, 0)  # near the right end: the last step
+    until(lambda: shown(page) == {"explain/occlusion": [last]}, what="the slider at the clicked point")
 
     # Live: training writes new events; the page shows them without a reload (the slider follows the last step).
-    write_synthetic(logdir / SYNTHETIC_RUN, steps=[60], alert=[0])
-    until(lambda: shown(driver) == {"explain/occlusion": ["60"]}, timeout=20, what="the new step 60")
-    assert driver.find_element(By.ID, "le-slider").get_attribute("max") == "60"
-    assert severe_errors(driver) == []
+    new = int(last) + 10
+    write_synthetic(logdir / SYNTHETIC_RUN, steps=[new], alert=[0])
+    until(lambda: shown(page) == {"explain/occlusion": [str(new)]}, timeout=20, what=f"the new step {new}")
+    assert page.run("return document.getElementById('le-slider').max;") == str(new)
+    assert page.console_errors() == []
 
 
-def test_report_works_offline_in_the_browser(driver, dashboard_logdir, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.select import Select
-
+def test_report_works_offline(page, dashboard_logdir, tmp_path):
     out = tmp_path / "report.html"
     write_report(dashboard_logdir, out, max_steps=None)
     data = json.loads(out.read_text().split('id="le-data">', 1)[1].split("</script>", 1)[0])
-    driver.get(out.as_uri())
-    until(lambda: driver.find_element(By.ID, "le-run").get_attribute("value") == SYNTHETIC_RUN, what="the report")
-    Select(driver.find_element(By.ID, "le-run")).select_by_value(FIT_RUN)
+    page.goto(out.as_uri())
+    until(lambda: page.run("return document.getElementById('le-run').value;") == SYNTHETIC_RUN, what="the report")
+    choose(page, "le-run", FIT_RUN)
     images = data["images"][FIT_RUN]
-    check_slider_and_filmstrip(driver, data["indexes"][FIT_RUN], lambda tag, step: images[tag][str(step)])
-    sources = driver.execute_script(
-        "return Array.from(document.querySelectorAll('[src],[href]')).map((e) => e.src || e.href);"
-    )
+    check_slider_and_filmstrip(page, data["indexes"][FIT_RUN], lambda tag, step: images[tag][str(step)])
+    sources = page.run("return Array.from(document.querySelectorAll('[src],[href]')).map((e) => e.src || e.href);")
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    requested = driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name);")
+    requested = page.run("return performance.getEntriesByType('resource').map((e) => e.name);")
     assert all(name.startswith("data:") for name in requested)  # nothing fetched from anywhere
-    assert severe_errors(driver) == []
+    assert page.console_errors() == []

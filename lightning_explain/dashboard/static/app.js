@@ -13,6 +13,7 @@
       step: null, sample: null, follow: true, timer: null, filter: /^(explain|overfit)\//,
     };
     const ui = {};
+    LE.lastState = state; // the page's state, for scripts that drive it (tools/screenshot_dashboard.py)
     const optionsOf = (values, selected) => values.map((v) => el('option', { value: v, selected: v === selected }, String(v)));
     ui.run = el('select', { id: 'le-run', title: 'the run to show', onchange: () => chooseRun(ui.run.value) });
     ui.mode = el('select', { id: 'le-mode', title: 'compare two steps of this run, or two runs at one step',
