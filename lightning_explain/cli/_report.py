@@ -15,7 +15,8 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="one self-contained HTML file of the Explain dashboard, to share",
         description="Write the Explain tab's view (one step slider for every method, a sample's filmstrip, "
         "the signals with the alerts) as one HTML file with every image embedded: no server, no network. "
-        "All runs are included unless --run GLOB chooses; each image tag keeps at most --max-steps steps, "
+        "All runs are included unless --run GLOB chooses, every image tag unless --tag GLOB chooses; "
+        "each image tag keeps at most --max-steps steps, "
         "evenly spaced with the first and the last, so the file stays small enough to attach.",
     )
     parser.add_argument("-o", "--output", default="report.html", metavar="OUT", help="HTML path (default: report.html)")
@@ -34,7 +35,9 @@ def run(args: argparse.Namespace) -> None:
     """The ``report`` subcommand: write the file and say what it holds."""
     from lightning_explain.dashboard.report import write_report
 
-    stats = write_report(args.logdir, args.output, runs=args.run, max_steps=args.max_steps or None, title=args.title)
+    stats = write_report(
+        args.logdir, args.output, runs=args.run, tags=args.tag, max_steps=args.max_steps or None, title=args.title
+    )
     print(
         f"{stats.path}: {len(stats.runs)} run(s) ({', '.join(stats.runs)}), {stats.images} images, "
         f"{stats.size / 1e6:.1f} MB"

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightning_explain.cli._runs import CLIError
+from lightning_explain.cli._runs import CLIError, RunData
 from lightning_explain.cli._timelapse import evenly_spaced
 from lightning_explain.dashboard._events import LogdirReader
 from lightning_explain.dashboard._index import run_index, run_summary
@@ -50,17 +50,25 @@ def _inline(text: str, what: str) -> str:
     return text
 
 
-def build_data(reader: LogdirReader, names: list[str], max_steps: int | None, title: str) -> dict:
-    """The report's embedded data: run summaries, each run's index and its images as data URIs."""
+def build_data(
+    reader: LogdirReader, names: list[str], max_steps: int | None, title: str, tags: list[str] | None = None
+) -> dict:
+    """The report's embedded data: run summaries, each run's index and its images as data URIs.
+
+    ``tags``: globs; only the image tags matching one are embedded (default: all).
+    """
     data: dict = {"title": title, "logdir": str(reader.logdir), "runs": [], "indexes": {}, "images": {}}
     for name in names:
         run = reader.runs[name]
         chosen = {}
         for tag, series in run.data.images.items():
+            if tags and not any(fnmatch.fnmatchcase(tag, pattern) for pattern in tags):
+                continue
             steps = sorted(series)
             chosen[tag] = [steps[i] for i in evenly_spaced(len(steps), max_steps)]
         data["runs"].append(run_summary(name, run.data, run.generation, run.mtime))
-        data["indexes"][name] = run_index(name, run.data, run.generation, steps=chosen)
+        images = RunData(scalars=run.data.scalars, images={tag: run.data.images[tag] for tag in chosen})
+        data["indexes"][name] = run_index(name, images, run.generation, steps=chosen)
         data["images"][name] = {
             tag: {
                 str(step): "data:image/png;base64," + base64.b64encode(run.data.images[tag][step]).decode("ascii")
@@ -76,6 +84,7 @@ def write_report(
     output: str | os.PathLike,
     *,
     runs: str | None = None,
+    tags: list[str] | None = None,
     max_steps: int | None = DEFAULT_MAX_STEPS,
     title: str | None = None,
 ) -> ReportStats:
@@ -85,6 +94,7 @@ def write_report(
         logdir: the TensorBoard log folder (a run, or a folder of runs).
         output: the HTML file to write.
         runs: a glob on the runs' paths relative to ``logdir`` (default: every run).
+        tags: globs on the image tags to embed (default: every image tag the dashboard shows).
         max_steps: at most this many steps of each image tag, evenly spaced, first and last kept (None: all);
             scalars keep every point.
         title: the page's title (default: "lightning-explain report: <logdir>").
@@ -93,7 +103,7 @@ def write_report(
         CLIError: no such folder, no runs, or no run matching ``runs``.
     """
     if max_steps is not None and max_steps < 1:
-        raise CLIError(f"--max-steps must be positive, got {max_steps}")
+        raise CLIError(f"--max-steps must be positive (0 keeps every step), got {max_steps}")
     root = Path(logdir)
     if not root.is_dir():
         raise CLIError(f"log directory {str(root)!r} does not exist or is not a folder")
@@ -107,7 +117,7 @@ def write_report(
         if not names:
             raise CLIError(f"no run matches --run {runs!r}; the runs are: {', '.join(sorted(reader.runs))}")
     title = title or f"lightning-explain report: {root.resolve().name}"
-    data = build_data(reader, names, max_steps, title)
+    data = build_data(reader, names, max_steps, title, tags)
     payload = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
     sources = [(name, (STATIC_DIR / name).read_text(encoding="utf-8")) for name in page_scripts()]
     scripts = "\n".join(f"<script>\n{_inline(text, name)}\n</script>" for name, text in sources)

@@ -53,13 +53,16 @@ def test_report_embeds_evenly_spaced_steps_and_every_scalar(report, dashboard_lo
     assert data["indexes"][SYNTHETIC_RUN]["alerts"] == {"overfit/alert": [20, 50]}
 
 
-def test_report_run_glob_and_all_steps(dashboard_logdir, tmp_path, capsys):
+def test_report_run_and_tag_globs_and_all_steps(dashboard_logdir, tmp_path, capsys):
     out = tmp_path / "fit.html"
-    assert main(["report", str(dashboard_logdir), "-o", str(out), "--run", "fit/*", "--max-steps", "0"]) == 0
-    assert f"1 run(s) ({FIT_RUN})" in capsys.readouterr().out
+    args = ["--run", "fit/*", "--max-steps", "0", "--tag", "explain/sal*"]
+    assert main(["report", str(dashboard_logdir), "-o", str(out), *args]) == 0
+    assert f"1 run(s) ({FIT_RUN}), 13 images" in capsys.readouterr().out
     data = embedded(out)
     assert list(data["indexes"]) == [FIT_RUN]
+    assert list(data["indexes"][FIT_RUN]["images"]) == ["explain/saliency"] == list(data["images"][FIT_RUN])
     assert data["indexes"][FIT_RUN]["images"]["explain/saliency"]["steps"] == list(range(13))
+    assert "overfit/alert" in data["indexes"][FIT_RUN]["scalars"]  # the signals stay whole
 
 
 def test_report_survives_markup_in_tag_names(tmp_path):
