@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 from browsers import open_page
 from conftest import FIT_RUN, METHODS, SYNTHETIC_RUN, serve_tensorboard, write_synthetic
+from torch.utils.tensorboard import SummaryWriter
 
 from lightning_explain.dashboard import write_report
 
@@ -194,6 +195,19 @@ def test_explain_tab_in_tensorboard(page, server):
     write_synthetic(logdir / SYNTHETIC_RUN, steps=[new], alert=[0])
     until(lambda: shown(page) == {"explain/occlusion": [str(new)]}, timeout=20, what=f"the new step {new}")
     assert page.run("return document.getElementById('le-slider').max;") == str(new)
+
+    # A run with scalars only (OverfitMonitor without images): the slider walks the scalars' steps.
+    writer = SummaryWriter(str(logdir / "scalars_only"))
+    for step in (0, 10, 20):
+        writer.add_scalar("overfit/val_loss", 1.0 / (step + 1), step)
+    writer.close()
+    until(lambda: page.run("return Array.from(document.getElementById('le-run').options).map((o) => o.value);")
+          .count("scalars_only"), what="the new run in the list")  # fmt: skip
+    choose(page, "le-run", "scalars_only")
+    until(lambda: page.run("return document.getElementById('le-step').textContent;") == "step 20", what="its steps")
+    page.run("document.getElementById('le-slider').focus();")
+    page.press("Home")
+    until(lambda: page.run("return document.getElementById('le-step').textContent;") == "step 0", what="step 0")
     assert page.console_errors() == []
 
 

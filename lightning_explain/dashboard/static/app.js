@@ -52,7 +52,10 @@
       ui.curves, ui.grids, ui.film,
     ]));
 
-    function steps() { return LE.imageSteps(state.index); }
+    function steps() {
+      const images = LE.imageSteps(state.index);
+      return images.length ? images : LE.scalarSteps(state.index);
+    }
     function domain() {
       const all = steps().slice();
       for (const points of Object.values(state.index ? state.index.scalars : {})) {
@@ -128,7 +131,7 @@
       ui.slider.max = hi;
       ui.slider.disabled = list.length < 2;
       if (state.step !== null) ui.slider.value = state.step;
-      ui.stepLabel.textContent = list.length ? 'step ' + state.step : 'no images yet';
+      ui.stepLabel.textContent = list.length ? 'step ' + state.step : 'nothing logged yet';
       if (state.pinned === null || !list.includes(state.pinned)) state.pinned = list.length ? list[0] : null;
       ui.pinned.replaceChildren(...optionsOf(list, state.pinned));
       const tags = Object.keys(state.index.images).sort();

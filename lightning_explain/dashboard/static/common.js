@@ -48,6 +48,13 @@
     return Array.from(all).sort((a, b) => a - b);
   };
 
+  // The sorted union of every scalar's steps: the timeline of a run that logged no images.
+  LE.scalarSteps = function (index) {
+    const all = new Set();
+    for (const points of Object.values(index ? index.scalars : {})) points.forEach(([s]) => all.add(s));
+    return Array.from(all).sort((a, b) => a - b);
+  };
+
   // A sample's outcome at one frame of a tag: {cells, target, predicted, confidence, correct} (missing: null).
   LE.frameInfo = function (entry, i) {
     const frame = entry.frames[i] || {};

@@ -86,7 +86,9 @@
           }
         }
       }
-      svg.appendChild(el('line', { x1: x(view.step), x2: x(view.step), y1: 0, y2: HEIGHT, class: 'le-cursor' }));
+      if (view.step !== null) {
+        svg.appendChild(el('line', { x1: x(view.step), x2: x(view.step), y1: 0, y2: HEIGHT, class: 'le-cursor' }));
+      }
       svg.addEventListener('click', (event) => {
         const rect = svg.getBoundingClientRect();
         const frac = (event.clientX - rect.left - INSET) / Math.max(1, rect.width - 2 * INSET);
