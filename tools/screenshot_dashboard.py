@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
-from screenshot_tensorboard import find_chromium, free_port  # noqa: E402
+from screenshot_tensorboard import find_chromium, tensorboard_server  # noqa: E402
 
 RUN_NAME = "shortcut"
 SAMPLE = 2  # the probe sample whose filmstrip is shown
@@ -49,16 +48,10 @@ def train(logdir: Path, epochs: int) -> None:
 
 
 @contextlib.contextmanager
-def tensorboard(logdir: Path):
-    """A real tensorboard serving ``logdir``; yields its URL once the Explain tab's routes answer."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+def tensorboard(logdir: Path, *options: str):
+    """A real tensorboard serving ``logdir``; yields its URL once the Explain tab's routes list a run."""
+    with tensorboard_server(logdir, *options) as port:
+        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -69,15 +62,8 @@ def tensorboard(logdir: Path):
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError("tensorboard did not serve the Explain tab within 60 s")
-            time.sleep(0.5)
+            time.sleep(0.3)
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def browser(chromium: str, size: tuple[int, int]):

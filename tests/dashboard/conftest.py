@@ -8,13 +8,7 @@ a NaN, and an image without the grid-layout metadata.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +19,9 @@ from lit_helpers import LitCNN, loaders, trainer
 from torch.utils.tensorboard import SummaryWriter
 
 from lightning_explain import ExplainCallback, OverfitMonitor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from screenshot_dashboard import tensorboard  # noqa: E402  (a real tensorboard: started, waited for, stopped)
 
 METHODS = ("saliency", "grad_cam")
 FIT_RUN = "fit/version_0"
@@ -59,46 +56,6 @@ def dashboard_logdir(tmp_path_factory) -> Path:
     return root
 
 
-def chromium_paths() -> tuple[str, str] | None:
-    """Debian's Chromium and its driver, or None when either is missing."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (chromium, driver) if chromium and driver else None
-
-
-def free_port() -> int:
-    """A local TCP port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
 def serve_tensorboard(logdir: Path):
-    """A real ``tensorboard`` serving ``logdir`` on a free local port; yields its URL, stops it at the end."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
-        + ["--port", str(port), "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/data/plugin/lightning_explain/runs", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"tensorboard did not start: {server.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    """A real ``tensorboard`` on ``logdir`` (reloading every second); a context manager that yields its URL."""
+    return tensorboard(logdir, "--reload_interval", "1")
