@@ -15,7 +15,8 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="one self-contained HTML file of the Explain dashboard, to share",
         description="Write the Explain tab's view (one step slider for every method, a sample's filmstrip, "
         "the signals with the alerts) as one HTML file with every image embedded: no server, no network. "
-        "All runs are included unless --run GLOB chooses, every image tag unless --tag GLOB chooses; "
+        "The newest run is included unless --run GLOB chooses (--run '*': every run, to compare them), "
+        "every image tag unless --tag GLOB chooses; "
         "each image tag keeps at most --max-steps steps, "
         "evenly spaced with the first and the last, so the file stays small enough to attach.",
     )
@@ -33,10 +34,14 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """The ``report`` subcommand: write the file and say what it holds."""
+    import glob
+
+    from lightning_explain.cli._runs import find_runs
     from lightning_explain.dashboard.report import write_report
 
+    runs = args.run if args.run is not None else glob.escape(find_runs(args.logdir)[-1].name)  # the newest
     stats = write_report(
-        args.logdir, args.output, runs=args.run, tags=args.tag, max_steps=args.max_steps or None, title=args.title
+        args.logdir, args.output, runs=runs, tags=args.tag, max_steps=args.max_steps or None, title=args.title
     )
     print(
         f"{stats.path}: {len(stats.runs)} run(s) ({', '.join(stats.runs)}), {stats.images} images, "

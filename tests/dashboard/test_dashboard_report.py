@@ -23,7 +23,7 @@ def embedded(path) -> dict:
 @pytest.fixture(scope="module")
 def report(dashboard_logdir, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    assert main(["report", str(dashboard_logdir), "-o", str(out), "--max-steps", "4"]) == 0
+    assert main(["report", str(dashboard_logdir), "-o", str(out), "--max-steps", "4", "--run", "*"]) == 0
     return out
 
 
@@ -63,6 +63,12 @@ def test_report_run_and_tag_globs_and_all_steps(dashboard_logdir, tmp_path, caps
     assert list(data["indexes"][FIT_RUN]["images"]) == ["explain/saliency"] == list(data["images"][FIT_RUN])
     assert data["indexes"][FIT_RUN]["images"]["explain/saliency"]["steps"] == list(range(13))
     assert "overfit/alert" in data["indexes"][FIT_RUN]["scalars"]  # the signals stay whole
+
+
+def test_report_of_the_newest_run_by_default(dashboard_logdir, tmp_path, capsys):
+    assert main(["report", str(dashboard_logdir), "-o", str(tmp_path / "r.html")]) == 0
+    assert f"1 run(s) ({SYNTHETIC_RUN})" in capsys.readouterr().out  # written last
+    assert list(embedded(tmp_path / "r.html")["indexes"]) == [SYNTHETIC_RUN]
 
 
 def test_report_survives_markup_in_tag_names(tmp_path):

@@ -49,7 +49,7 @@
           el('div', { class: 'le-slider-label', style: 'width:' + LE.LABEL_WIDTH + 'px' }, [ui.play, ui.stepLabel]),
           ui.slider]),
       ]),
-      ui.curves, ui.grids, ui.film,
+      ui.curves, ui.film, ui.grids,
     ]));
 
     function steps() {
