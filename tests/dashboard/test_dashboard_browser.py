@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 from browsers import open_page
-from conftest import FIT_RUN, METHODS, SYNTHETIC_RUN, serve_tensorboard, write_synthetic
+from dashboard_runs import FIT_RUN, METHODS, SYNTHETIC_RUN, serve_tensorboard, write_synthetic
 from torch.utils.tensorboard import SummaryWriter
 
 from lightning_explain.dashboard import write_report

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import FIT_RUN, METHODS, SYNTHETIC_RUN
+from dashboard_runs import FIT_RUN, METHODS, SYNTHETIC_RUN
 from lit_helpers import read_tensorboard
 from torch.utils.tensorboard import SummaryWriter
 

@@ -7,7 +7,7 @@ import math
 import time
 
 import pytest
-from conftest import ALERT, AUC, FIT_RUN, METHODS, SYNTHETIC_RUN, SYNTHETIC_STEPS, write_synthetic
+from dashboard_runs import ALERT, AUC, FIT_RUN, METHODS, SYNTHETIC_RUN, SYNTHETIC_STEPS, write_synthetic
 from lit_helpers import read_tensorboard
 from tensorboard.backend import application
 from tensorboard.plugins import base_plugin
