@@ -8,6 +8,7 @@ hit all contenders alike; we report medians and the ratio of medians.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_X.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from lightning_explain.callbacks._log_writer import LogWriter  # noqa: E402
+from lightning_explain.callbacks._log_writer import PNG_METADATA_KEY, LogWriter  # noqa: E402
 from lightning_explain.png import encode_png  # noqa: E402
 from lightning_explain.probe import Probe  # noqa: E402
 
@@ -168,8 +169,9 @@ class EncodingWriter(LogWriter):
     def can_log_images(self) -> bool:
         return True
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        self.encoded_bytes += len(encode_png(image))
+    def image(self, tag: str, image: np.ndarray, step: int, *, metadata: dict | None = None) -> None:
+        text = {PNG_METADATA_KEY: json.dumps(metadata, separators=(",", ":"))} if metadata else None
+        self.encoded_bytes += len(encode_png(image, text=text))
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         pass

@@ -19,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 RATIO_LINE = re.compile(r"^ratio (.+) = (\d+\.\d{3})x$", re.MULTILINE)
 
 RUNS = {
+    "bench_dashboard": ["--quick"],
     "bench_floor": ["--quick", "--model", "digits", "--batch", "2", "--repeats", "2"],
     "bench_peers": ["--quick", "--model", "digits", "--batch", "2", "--repeats", "2"],
     "bench_memory": ["--quick", "--models", "digits,synthetic"],

@@ -12,6 +12,7 @@ tensorboard) and no network beyond localhost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -33,6 +34,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: str | os.PathLike, *options: str):
+    """A real ``tensorboard`` serving ``logdir`` on a free local port, with ``options``: yields the port.
+
+    The server is stopped whatever happens.
+    """
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
+        + ["--port", str(port), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def find_chromium(explicit: str | None) -> str:
@@ -102,14 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"running the demo into {logdir} ...", flush=True)
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
             subprocess.run([*demo, "--max-epochs", str(args.max_epochs)], check=True, capture_output=True, env=env)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
-            + ["--port", str(port), "--samples_per_plugin", "images=1000"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with tensorboard_server(logdir, "--samples_per_plugin", "images=1000") as port:
             wait_for_images(port, ["explain/saliency", "explain/grad_cam"])
             url = f"http://127.0.0.1:{port}/#images"
             for budget in (args.budget_ms, 3 * args.budget_ms):
@@ -119,13 +137,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"only {colours} colours: the images may not have loaded; retrying with a longer wait")
             else:
                 sys.exit(f"the screenshot {out} seems to show no images ({colours} colours); check it")
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {colours} colours)")
 
 

@@ -2,6 +2,7 @@
 
     lightning-explain timelapse LOGDIR [-o timelapse.gif] [--tag GLOB] [--fps 4] [--max-frames N]
     lightning-explain summary LOGDIR [--tag GLOB] [--format text|markdown|csv]
+    lightning-explain report LOGDIR [-o report.html] [--max-steps 50]
 
 ``LOGDIR`` is the folder given to ``TensorBoardLogger`` (or any folder above or at a run). A run is a folder
 that holds ``events.out.tfevents.*`` files, such as ``logs/digits/version_0``; the newest run is used unless
@@ -18,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lightning_explain.cli import _report
 from lightning_explain.cli._runs import CLIError, Run, RunData, find_runs, match_tags, read_run, select_runs
 from lightning_explain.cli._summary import DEFAULT_TAG_PATTERNS, format_csv, format_table, summarize
 
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{timelapse,summary}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{timelapse,summary,report}")
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("logdir", metavar="LOGDIR", help="TensorBoard log folder (a run, or a folder of runs)")
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument(
         "--format", choices=("text", "markdown", "csv"), default="text", help="table format (default: text)"
     )
+    _report.add_parser(sub, common)
     return parser
 
 
@@ -149,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     progress = args.progress or sys.stderr.isatty()
-    command = _run_timelapse if args.command == "timelapse" else _run_summary
+    commands = {"timelapse": _run_timelapse, "summary": _run_summary, "report": lambda a, p: _report.run(a)}
     try:
-        command(args, progress)
+        commands[args.command](args, progress)
     except CLIError as err:
         parser.exit(2, f"{PROG} {args.command}: error: {err}\n")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,30 +93,41 @@ def read_run(run: Run, *, images: bool = True, progress=None) -> RunData:
 
     ``progress`` is called with the number of bytes read after each record.
     """
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from google.protobuf.message import DecodeError
     from tensorboard.compat.proto import event_pb2
+
+    from lightning_explain._tfrecord import RecordTail
 
     data = RunData()
     plugin_of: dict[str, str] = {}  # tag -> plugin name, from the first value's metadata (tensor summaries)
     for path in run.event_files:
-        for record in RawEventFileLoader(str(path)).Load():
+        for record in RecordTail(path).read():
             if progress is not None:
                 progress(len(record) + _RECORD_OVERHEAD)
-            event = event_pb2.Event.FromString(record)
+            try:
+                event = event_pb2.Event.FromString(record)
+            except DecodeError:  # a damaged record: skip it, keep the rest
+                continue
             if event.HasField("summary"):
                 _add_values(data, event.step, event.summary.value, plugin_of, images)
     return data
 
 
-def _add_values(data: RunData, step: int, values: Iterable, plugin_of: dict[str, str], images: bool) -> None:
-    """Sort one event's summary values into ``data``: legacy fields and TF2-style tensor summaries."""
+def _add_values(
+    data: RunData, step: int, values: Iterable, plugin_of: dict[str, str], images: bool | Callable[[str], bool]
+) -> None:
+    """Sort one event's summary values into ``data``: legacy fields and TF2-style tensor summaries.
+
+    ``images``: keep every image (True), none (False), or those whose tag the predicate accepts.
+    """
+    keep = images if callable(images) else (lambda tag: images)
     for value in values:
         kind = value.WhichOneof("value")
         if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
             plugin_of.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
         if kind == "simple_value":
             data.scalars.setdefault(value.tag, {})[step] = float(value.simple_value)
-        elif kind == "image" and images:
+        elif kind == "image" and keep(value.tag):
             data.images.setdefault(value.tag, {})[step] = value.image.encoded_image_string
         elif kind == "tensor":
             plugin = plugin_of.get(value.tag)
@@ -124,7 +135,7 @@ def _add_values(data: RunData, step: int, values: Iterable, plugin_of: dict[str,
                 from tensorboard.util import tensor_util
 
                 data.scalars.setdefault(value.tag, {})[step] = float(tensor_util.make_ndarray(value.tensor))
-            elif plugin == "images" and images and len(value.tensor.string_val) > 2:
+            elif plugin == "images" and keep(value.tag) and len(value.tensor.string_val) > 2:
                 # [width, height, image, ...]: the first image of the step.
                 data.images.setdefault(value.tag, {})[step] = value.tensor.string_val[2]
 
