@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -24,11 +25,13 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def encode_png(image: np.ndarray, level: int = 1) -> bytes:
+def encode_png(image: np.ndarray, level: int = 1, *, text: Mapping[str, str] | None = None) -> bytes:
     """Encode an ``uint8`` image, (H, W, 3) RGB or (H, W) grey, as PNG bytes.
 
     Every row uses the ``Up`` filter, computed for the whole image at once with numpy;
-    ``level`` is the zlib compression level (1 = fastest, 9 = smallest).
+    ``level`` is the zlib compression level (1 = fastest, 9 = smallest). ``text`` is written
+    as one ``tEXt`` chunk per entry (keyword: 1 to 79 Latin-1 characters; value: Latin-1 text),
+    read back by :func:`png_text`; the probe grids carry their cell layout this way.
 
     Example:
         >>> png = encode_png(np.zeros((4, 6, 3), dtype=np.uint8))
@@ -57,10 +60,46 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
         (
             _SIGNATURE,
             _chunk(b"IHDR", header),
+            *(_text_chunk(keyword, value) for keyword, value in (text or {}).items()),
             _chunk(b"IDAT", zlib.compress(filtered, level)),
             _chunk(b"IEND", b""),
         )
     )
+
+
+def _text_chunk(keyword: str, value: str) -> bytes:
+    try:
+        key, data = keyword.encode("latin-1"), value.encode("latin-1")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"PNG text must be Latin-1; escape other characters (e.g. JSON's \\u): {error}") from None
+    if not 1 <= len(key) <= 79 or b"\0" in key or b"\0" in data:
+        raise ValueError(f"A PNG text keyword has 1 to 79 characters and no NUL, got {keyword!r}.")
+    return _chunk(b"tEXt", key + b"\0" + data)
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The ``tEXt`` entries of PNG bytes, keyword to value; ``{}`` when there are none.
+
+    Example:
+        >>> png = encode_png(np.zeros((2, 2, 3), dtype=np.uint8), text={"note": "hello"})
+        >>> png_text(png)
+        {'note': 'hello'}
+    """
+    if data[:8] != _SIGNATURE:
+        raise ValueError("Not PNG data: the 8-byte PNG signature is missing.")
+    entries: dict[str, str] = {}
+    position = 8
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        if kind == b"tEXt" and b"\0" in body:
+            keyword, value = body.split(b"\0", 1)
+            entries[keyword.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"IEND":
+            break
+        position += 12 + length
+    return entries
 
 
 def image_summary(tag: str, png: bytes, height: int, width: int, channels: int = 3):

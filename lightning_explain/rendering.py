@@ -103,6 +103,12 @@ def tile_grid(tiles: Tensor, ncols: int, pad: int = 2, pad_value: float = 1.0) -
     return grid.reshape(channels, nrows * height, ncols * width)
 
 
+def grid_boxes(n: int, tile_height: int, tile_width: int, ncols: int, pad: int = 2) -> list[list[int]]:
+    """Where :func:`tile_grid` puts each of ``n`` tiles: ``[x, y, width, height]`` in pixels, in tile order."""
+    step_x, step_y = tile_width + 2 * pad, tile_height + 2 * pad
+    return [[(i % ncols) * step_x + pad, (i // ncols) * step_y + pad, tile_width, tile_height] for i in range(n)]
+
+
 def render_explanation_grid(
     inputs: Tensor,
     maps: Tensor,
@@ -112,7 +118,8 @@ def render_explanation_grid(
     alpha: float = 0.5,
     correct: Tensor | None = None,
     min_cell: int = 64,
-) -> Tensor:
+    return_cells: bool = False,
+) -> Tensor | tuple[Tensor, list[list[int]]]:
     """One picture of a probe batch and its maps: each sample's input beside its overlay.
 
     Samples are laid out in a near-square grid; small inputs are enlarged (nearest
@@ -128,9 +135,11 @@ def render_explanation_grid(
         alpha: the heat's weight in the overlay.
         correct: optional bool (N,): whether each sample is predicted right.
         min_cell: the smallest cell side in pixels.
+        return_cells: also return each sample's cell, as :func:`grid_boxes` gives it.
 
     Returns:
-        An ``uint8`` image (H', W', 3) on the maps' device.
+        An ``uint8`` image (H', W', 3) on the maps' device; with ``return_cells``, the image and
+        one ``[x, y, width, height]`` box per sample (its strip, input and overlay).
     """
     images = display_images(inputs)
     heat = scale_maps(maps, scale)
@@ -147,8 +156,31 @@ def render_explanation_grid(
         palette = _to_uint8(blended.new_tensor([[0.85, 0.15, 0.15], [0.15, 0.75, 0.25]]))  # red: wrong, green: right
         strip = palette[correct.long()][:, :, None, None].expand(-1, -1, max(3, pairs.shape[2] // 24), pairs.shape[3])
         pairs = torch.cat([strip, pairs], dim=2)
-    grid = tile_grid(pairs, ncols=math.ceil(math.sqrt(inputs.shape[0])), pad_value=255)
-    return grid.permute(1, 2, 0).contiguous()  # rows ready for PNG
+    ncols = math.ceil(math.sqrt(inputs.shape[0]))
+    grid = tile_grid(pairs, ncols=ncols, pad_value=255).permute(1, 2, 0).contiguous()  # rows ready for PNG
+    if return_cells:
+        return grid, grid_boxes(pairs.shape[0], pairs.shape[2], pairs.shape[3], ncols)
+    return grid
+
+
+def grid_metadata(
+    method: str, step: int, shape: tuple[int, ...], cells: list[list[int]], samples: dict[str, list | None]
+) -> dict[str, object]:
+    """The layout a probe grid carries in its PNG (``lightning-explain/grid``, version 1): cells and outcomes.
+
+    Readers (the Explain dashboard) use it to cut one sample out of a grid; keys they do not know are ignored.
+    """
+    return {
+        "format": "lightning-explain/grid",
+        "version": 1,
+        "method": method,
+        "step": int(step),
+        "samples": len(cells),
+        "height": int(shape[0]),
+        "width": int(shape[1]),
+        "cells": [{"sample": index, "box": box} for index, box in enumerate(cells)],
+        **samples,
+    }
 
 
 def render_feature_maps(

@@ -222,7 +222,7 @@ def test_images_are_written_in_the_background_in_order_and_close_waits_for_them(
             return str(tmp_path / "saved")
 
     original = _log_writer.encode_png
-    monkeypatch.setattr(_log_writer, "encode_png", lambda image: (time.sleep(0.02), original(image))[1])
+    monkeypatch.setattr(_log_writer, "encode_png", lambda image, **kw: (time.sleep(0.02), original(image, **kw))[1])
     writer = LogWriter([SlowDirLogger()])
     start = time.perf_counter()
     images = [np.full((4, 4, 3), 10 * step, np.uint8) for step in range(12)]

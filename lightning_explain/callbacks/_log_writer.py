@@ -16,6 +16,7 @@ shown once per logger and kind of error.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +33,9 @@ from lightning_explain._compat import (
     rank_zero_warn,
 )
 from lightning_explain.png import encode_png, image_summary
+
+PNG_METADATA_KEY = "lightning-explain"
+"""The PNG ``tEXt`` keyword under which :meth:`LogWriter.image` stores an image's metadata (JSON)."""
 
 
 class WarnOnce:
@@ -229,15 +233,19 @@ class LogWriter:
             for sink in self.sinks:
                 self._isolated(sink, "scalars", sink.scalars, metrics, step)
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    def image(self, tag: str, image: np.ndarray, step: int, *, metadata: dict[str, Any] | None = None) -> None:
         """Log an ``uint8`` (H, W, 3) image to every logger that takes images.
+
+        ``metadata`` (JSON-serialisable) travels inside the PNG as a ``tEXt`` chunk with the
+        keyword :data:`PNG_METADATA_KEY` (TensorBoard and PNG files); a probe grid's cell layout,
+        for instance, so a reader can find each sample in it.
 
         For TensorBoard and PNG files, encoding and writing run on one background thread, in
         order, so they overlap the next training steps (zlib and numpy release the GIL); at most
         ``MAX_PENDING_IMAGES`` wait at a time, and :meth:`flush` waits for all of them. Loggers
         that need their steps in order (W&B, MLflow) get the image here, before this returns.
         """
-        self._write_image(tag, image, step, background=False)
+        self._write_image(tag, image, step, metadata, background=False)
         if not any(sink.takes_images and sink.writes_in_background for sink in self.sinks):
             return
         if self._images is None:
@@ -246,7 +254,7 @@ class LogWriter:
             self._pending.popleft()
         if len(self._pending) >= MAX_PENDING_IMAGES:
             self._pending.popleft().result()
-        self._pending.append(self._images.submit(self._write_image, tag, image, step, background=True))
+        self._pending.append(self._images.submit(self._write_image, tag, image, step, metadata, background=True))
 
     def flush(self) -> None:
         """Wait until every image handed to :meth:`image` is written."""
@@ -260,13 +268,16 @@ class LogWriter:
             self._images.shutdown(wait=True)
             self._images = None
 
-    def _write_image(self, tag: str, image: np.ndarray, step: int, *, background: bool) -> None:
+    def _write_image(
+        self, tag: str, image: np.ndarray, step: int, metadata: dict[str, Any] | None, *, background: bool
+    ) -> None:
         """Write to the sinks that write in the background (``background=True``) or to the others."""
         encoded: list[bytes] = []
 
         def png() -> bytes:
             if not encoded:
-                encoded.append(encode_png(image))
+                text = {PNG_METADATA_KEY: json.dumps(metadata, separators=(",", ":"))} if metadata else None
+                encoded.append(encode_png(image, text=text))
             return encoded[0]
 
         for sink in self.sinks:

@@ -12,7 +12,13 @@ from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.explain import check_methods, check_options
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
 from lightning_explain.map_statistics import average_ranks, pearson, top_mass
-from lightning_explain.rendering import COLOR_SCALES, COLORMAPS, render_explanation_grid, render_feature_maps
+from lightning_explain.rendering import (
+    COLOR_SCALES,
+    COLORMAPS,
+    grid_metadata,
+    render_explanation_grid,
+    render_feature_maps,
+)
 
 TargetChoice = Literal["label", "predicted"] | int | None
 
@@ -165,6 +171,7 @@ class ExplainCallback(ScheduledProbeCallback):
         names: list[str] = []
         values: list[Tensor] = []
         images: dict[str, Tensor] = {}
+        cells: dict[str, list[list[int]]] = {}
         targets = self._device_probe.targets
         correct = None
         if targets is not None and explanation.logits.ndim == 2:
@@ -174,13 +181,14 @@ class ExplainCallback(ScheduledProbeCallback):
                 self._warn(f"nonfinite-{method}", f"{method} maps hold NaN or inf at step {step}; not logged.")
                 continue
             if self._writer.can_log_images:
-                images[method] = render_explanation_grid(
+                images[method], cells[method] = render_explanation_grid(
                     self._device_probe.inputs,
                     maps,
                     scale=self._scale_for(method, maps),
                     colormap=self.colormap,
                     alpha=self.overlay_alpha,
                     correct=correct,
+                    return_cells=True,
                 )
             key = f"{self.prefix}/{method}"
             names += [f"{key}/concentration", f"{key}/mean"]
@@ -198,8 +206,12 @@ class ExplainCallback(ScheduledProbeCallback):
             values.append(correct.float().mean())
         host_values = torch.stack(values).cpu().tolist() if values else []
         scalars = {n: v for n, v in zip(names, host_values, strict=True) if v == v}  # drop NaN (undefined) values
+        samples = _sample_outcomes(explanation.logits, targets, correct) if cells else {}
         for method, image in images.items():
-            self._writer.image(f"{self.prefix}/{method}", image.cpu().numpy(), step)
+            metadata = None
+            if method in cells:
+                metadata = grid_metadata(method, step, image.shape, cells[method], samples)
+            self._writer.image(f"{self.prefix}/{method}", image.cpu().numpy(), step, metadata=metadata)
         self._writer.scalars(scalars, step)
 
     def _scale_for(self, method: str, maps: Tensor) -> str | float:
@@ -225,3 +237,17 @@ class ExplainCallback(ScheduledProbeCallback):
         self._previous_ranks = dict(state_dict.get("previous_ranks", {}))
         for method, maps in state_dict.get("previous_maps", {}).items():  # checkpoints of version 0.1.0
             self._previous_ranks.setdefault(method, average_ranks(maps.float().flatten(1)))
+
+
+def _sample_outcomes(logits: Tensor, targets: Tensor | None, correct: Tensor | None) -> dict[str, list | None]:
+    """Each probe sample's label, predicted class, its softmax probability and whether it is right (host lists)."""
+    outcomes: dict[str, list | None] = {"target": None, "predicted": None, "confidence": None, "correct": None}
+    if targets is not None and not targets.is_floating_point() and targets.ndim == 1:
+        outcomes["target"] = targets.cpu().tolist()
+    if logits.ndim == 2 and logits.shape[1] > 1:
+        confidence, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
+        outcomes["predicted"] = predicted.cpu().tolist()
+        outcomes["confidence"] = [round(value, 4) for value in confidence.cpu().tolist()]
+    if correct is not None:
+        outcomes["correct"] = correct.cpu().tolist()
+    return outcomes
