@@ -191,7 +191,8 @@ def save_evidence(model: nn.Module, train, path: Path, samples: int = 8) -> Path
     images, labels = train.images[:samples], train.labels[:samples]
     maps = saliency(model, images, target=labels)
     correct = model.eval()(images).argmax(dim=1) == labels
-    grid = render_explanation_grid(images, maps, correct=correct, min_cell=96)
+    labels = [f"LABEL {t}" for t in labels.tolist()]
+    grid = render_explanation_grid(images, maps, correct=correct, labels=labels, title="training probe saliency")
     path.write_bytes(encode_png(grid.cpu().numpy()))
     return path
 

@@ -1,0 +1,118 @@
+"""Text in the probe grids: a bar above each cell (class, confidence, right or wrong) and the picture's header.
+
+Drawn with :mod:`lightning_explain._font` on the grid's device; no font package, no host round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from lightning_explain import _font
+
+RIGHT, WRONG, UNKNOWN = (0.15, 0.62, 0.25), (0.80, 0.15, 0.15), (0.35, 0.35, 0.38)
+"""The bar's colour: the prediction is right, wrong, or there is no label to tell."""
+MARGIN = 4
+"""Pixels of space around text."""
+
+
+def fit_scale(width: int, chars: int, *, room: int = 0, largest: int | None = None) -> int:
+    """The largest text scale (1 = 7-pixel letters) at which ``chars`` characters plus ``room`` pixels fit in ``width``.
+
+    ``largest`` defaults to ``max(2, width // 150)``, so letters grow with wide cells (large inputs), whose
+    picture TensorBoard shrinks to its card's width.
+    """
+    largest = largest or max(2, width // 150)
+    for scale in range(largest, 1, -1):
+        if _font.text_width(chars, scale) + room + 2 * MARGIN <= width:
+            return scale
+    return 1
+
+
+def stamp(canvas: Tensor, masks: Tensor, x: int, y: int, colour: Tensor) -> None:
+    """Paint the True pixels of ``masks`` (N, h, w) in ``colour`` (3,) onto ``canvas`` (N, 3, H, W) at (x, y)."""
+    h = min(masks.shape[1], canvas.shape[2] - y)
+    w = min(masks.shape[2], canvas.shape[3] - x)
+    if h <= 0 or w <= 0:
+        return
+    region = canvas[:, :, y : y + h, x : x + w]
+    region.copy_(torch.where(masks[:, None, :h, :w], colour[None, :, None, None], region))
+
+
+def _bytes(colour: Sequence[float] | Tensor, device: torch.device) -> Tensor:
+    return (torch.as_tensor(colour, dtype=torch.float32).clamp(0, 1) * 255).round().to(torch.uint8).to(device)
+
+
+def sample_labels(samples: dict[str, list | None], n: int) -> list[str] | None:
+    """Each sample's bar text from its outcomes: ``LABEL 3 PRED 8 71%`` (or ``PRED 8 71%`` without labels)."""
+    target, predicted, confidence = samples.get("target"), samples.get("predicted"), samples.get("confidence")
+    if predicted is None:
+        return None if target is None else [f"LABEL {t}" for t in target]
+    words = [f"PRED {p} {round(100 * c)}%" for p, c in zip(predicted, confidence or [0.0] * n, strict=True)]
+    return words if target is None else [f"LABEL {t} {w}" for t, w in zip(target, words, strict=True)]
+
+
+def label_bars(cells: Tensor, correct: Tensor | None, labels: Sequence[str] | None) -> Tensor:
+    """A bar (N, 3, h, W) for the top of each cell (N, 3, H, W): green, red or grey, with the label in white.
+
+    The top row and the middle of the bar stay free of text (the text starts :data:`MARGIN` pixels in),
+    so the bar's colour can be read at any of its edges.
+    """
+    n, _, _, width = cells.shape
+    lines = [str(line) for line in labels] if labels is not None else [""] * n
+    scale = fit_scale(width, max(map(len, lines), default=0))
+    height = _font.GLYPH_HEIGHT * scale + 2 * MARGIN
+    if correct is None:
+        colours = torch.tensor([UNKNOWN] * n)
+    else:
+        colours = torch.tensor([WRONG, RIGHT])[correct.long().cpu()]
+    bars = _bytes(colours, cells.device)[:, :, None, None].expand(n, 3, height, width).contiguous()
+    if any(lines):
+        white = _bytes((1.0, 1.0, 1.0), cells.device)
+        stamp(bars, _font.text_masks(lines, scale, cells.device), MARGIN, MARGIN, white)
+    return bars
+
+
+def header(
+    width: int,
+    title: str | None,
+    scale: str | float,
+    colorize: Callable[[Tensor, str], Tensor],
+    colormap: str,
+    device: torch.device | None = None,
+) -> Tensor:
+    """The picture's header (3, h, width): ``title`` on one line, then the colour bar and what its ends mean.
+
+    ``scale="per_image"``: each map runs from its own minimum to its maximum. A number: the colours run
+    from 0 to that value, and brighter values are clipped (``+``).
+    """
+    device = device or torch.device("cpu")
+    if scale == "per_image":
+        low, high = "EACH MAP: MIN", "MAX"
+    else:
+        low, high = "FIXED: 0", f"{float(scale):.3g}+".upper()
+    title_scale = fit_scale(width, len(title)) if title else 0
+    bar_scale = fit_scale(width, len(low) + len(high) + 2, room=64)
+    heights = [_font.GLYPH_HEIGHT * s for s in (title_scale, bar_scale) if s]
+    canvas = torch.full((1, 3, MARGIN + sum(h + MARGIN for h in heights), width), 255, dtype=torch.uint8)
+    canvas = canvas.to(device)
+    black = _bytes((0.0, 0.0, 0.0), device)
+    y = MARGIN
+    if title:
+        stamp(canvas, _font.text_masks([title], title_scale, device), MARGIN, y, black)
+        y += heights[0] + MARGIN
+    line = heights[-1]
+    gap = _font.ADVANCE * bar_scale
+    low_w, high_w = _font.text_width(len(low), bar_scale), _font.text_width(len(high), bar_scale)
+    bar_w = max(16, min(256, width - 2 * MARGIN - low_w - high_w - 2 * gap))
+    x = MARGIN
+    stamp(canvas, _font.text_masks([low], bar_scale, device), x, y, black)
+    x += low_w + gap
+    ramp = torch.linspace(0, 1, bar_w, device=device)[None, None].expand(1, line, bar_w)
+    colours = _bytes(colorize(ramp, colormap)[0], device)[:, :, : max(0, width - x)]
+    canvas[0, :, y : y + line, x : x + colours.shape[2]] = colours
+    x += bar_w + gap
+    stamp(canvas, _font.text_masks([high], bar_scale, device), x, y, black)
+    return canvas[0]
