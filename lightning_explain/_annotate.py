@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from lightning_explain import _font
+from lightning_explain._layout import Layout
 
 RIGHT, WRONG, UNKNOWN = (0.15, 0.62, 0.25), (0.80, 0.15, 0.15), (0.35, 0.35, 0.38)
 """The bar's colour: the prediction is right, wrong, or there is no label to tell."""
@@ -32,13 +33,13 @@ def fit_scale(width: int, chars: int, *, room: int = 0, largest: int | None = No
 
 
 def stamp(canvas: Tensor, masks: Tensor, x: int, y: int, colour: Tensor) -> None:
-    """Paint the True pixels of ``masks`` (N, h, w) in ``colour`` (3,) onto ``canvas`` (N, 3, H, W) at (x, y)."""
-    h = min(masks.shape[1], canvas.shape[2] - y)
-    w = min(masks.shape[2], canvas.shape[3] - x)
+    """Paint the True pixels of ``masks`` (N, h, w) in ``colour`` (3,) onto ``canvas`` (N, H, W, 3) at (x, y)."""
+    h = min(masks.shape[1], canvas.shape[1] - y)
+    w = min(masks.shape[2], canvas.shape[2] - x)
     if h <= 0 or w <= 0:
         return
-    region = canvas[:, :, y : y + h, x : x + w]
-    region.copy_(torch.where(masks[:, None, :h, :w], colour[None, :, None, None], region))
+    region = canvas[:, y : y + h, x : x + w]
+    region.copy_(torch.where(masks[:, :h, :w, None], colour, region))
 
 
 def _bytes(colour: Sequence[float] | Tensor, device: torch.device) -> Tensor:
@@ -54,25 +55,35 @@ def sample_labels(samples: dict[str, list | None], n: int) -> list[str] | None:
     return words if target is None else [f"LABEL {t} {w}" for t, w in zip(target, words, strict=True)]
 
 
-def label_bars(cells: Tensor, correct: Tensor | None, labels: Sequence[str] | None) -> Tensor:
-    """A bar (N, 3, h, W) for the top of each cell (N, 3, H, W): green, red or grey, with the label in white.
+def bar_height(scale: int) -> int:
+    """The height of a label bar whose text is drawn at ``scale``."""
+    return _font.GLYPH_HEIGHT * scale + 2 * MARGIN
 
-    The top row and the middle of the bar stay free of text (the text starts :data:`MARGIN` pixels in),
-    so the bar's colour can be read at any of its edges.
-    """
-    n, _, _, width = cells.shape
-    lines = [str(line) for line in labels] if labels is not None else [""] * n
-    scale = fit_scale(width, max(map(len, lines), default=0))
-    height = _font.GLYPH_HEIGHT * scale + 2 * MARGIN
+
+def bar_colours(n: int, correct: Tensor | None, device: torch.device | str = "cpu") -> Tensor:
+    """Each sample's bar colour (N, 3) as bytes: green where ``correct``, red where not, grey without it."""
     if correct is None:
-        colours = torch.tensor([UNKNOWN] * n)
-    else:
-        colours = torch.tensor([WRONG, RIGHT])[correct.long().cpu()]
-    bars = _bytes(colours, cells.device)[:, :, None, None].expand(n, 3, height, width).contiguous()
-    if any(lines):
-        white = _bytes((1.0, 1.0, 1.0), cells.device)
-        stamp(bars, _font.text_masks(lines, scale, cells.device), MARGIN, MARGIN, white)
-    return bars
+        return _bytes(torch.tensor([UNKNOWN] * n), device)
+    return _bytes(torch.tensor([WRONG, RIGHT])[correct.long().cpu()], device)
+
+
+def stamp_labels(image: Tensor, layout: Layout, lines: Sequence[str], scale: int) -> None:
+    """Write each sample's text in white on its bar, :data:`MARGIN` pixels in from the cell's top left.
+
+    The bar's top row and the row below the text stay free, so its colour can be read at its edges. All
+    samples are written in one operation, through a view of the picture as (row, y, column, x, RGB).
+    """
+    masks = _font.text_masks(list(lines), scale, image.device)
+    filler = layout.nrows * layout.ncols - layout.n
+    if filler:
+        masks = torch.cat([masks, masks.new_zeros((filler, *masks.shape[1:]))])
+    th, tw = masks.shape[1], min(masks.shape[2], layout.cell_w - 2 * MARGIN)
+    pitch_y, pitch_x = layout.cell_h + 2 * layout.pad, layout.cell_w + 2 * layout.pad
+    grid = image[layout.top_h :].view(layout.nrows, pitch_y, layout.ncols, pitch_x, 3)
+    y, x = layout.pad + MARGIN, layout.pad + MARGIN
+    region = grid[:, y : y + th, :, x : x + tw]
+    masks = masks[:, :, :tw].view(layout.nrows, layout.ncols, th, tw).permute(0, 2, 1, 3)
+    region.copy_(torch.where(masks[..., None], _bytes((1.0, 1.0, 1.0), image.device), region))
 
 
 def header(
@@ -83,7 +94,7 @@ def header(
     colormap: str,
     device: torch.device | None = None,
 ) -> Tensor:
-    """The picture's header (3, h, width): ``title`` on one line, then the colour bar and what its ends mean.
+    """The picture's header (h, width, 3): ``title`` on one line, then the colour bar and what its ends mean.
 
     ``scale="per_image"``: each map runs from its own minimum to its maximum. A number: the colours run
     from 0 to that value, and brighter values are clipped (``+``).
@@ -96,7 +107,7 @@ def header(
     title_scale = fit_scale(width, len(title)) if title else 0
     bar_scale = fit_scale(width, len(low) + len(high) + 2, room=64)
     heights = [_font.GLYPH_HEIGHT * s for s in (title_scale, bar_scale) if s]
-    canvas = torch.full((1, 3, MARGIN + sum(h + MARGIN for h in heights), width), 255, dtype=torch.uint8)
+    canvas = torch.full((1, MARGIN + sum(h + MARGIN for h in heights), width, 3), 255, dtype=torch.uint8)
     canvas = canvas.to(device)
     black = _bytes((0.0, 0.0, 0.0), device)
     y = MARGIN
@@ -111,8 +122,8 @@ def header(
     stamp(canvas, _font.text_masks([low], bar_scale, device), x, y, black)
     x += low_w + gap
     ramp = torch.linspace(0, 1, bar_w, device=device)[None, None].expand(1, line, bar_w)
-    colours = _bytes(colorize(ramp, colormap)[0], device)[:, :, : max(0, width - x)]
-    canvas[0, :, y : y + line, x : x + colours.shape[2]] = colours
+    colours = _bytes(colorize(ramp, colormap)[0].permute(1, 2, 0), device)[:, : max(0, width - x)]
+    canvas[0, y : y + line, x : x + colours.shape[1]] = colours
     x += bar_w + gap
     stamp(canvas, _font.text_masks([high], bar_scale, device), x, y, black)
     return canvas[0]

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_explain._annotate import header, label_bars
+from lightning_explain._annotate import bar_colours, bar_height, fit_scale, header, stamp_labels
+from lightning_explain._layout import Layout, layout_index
 
 # Anchor colours, evenly spaced from 0 to 1, sampled from the published colormaps.
 COLORMAPS: dict[str, tuple[tuple[float, float, float], ...]] = {
@@ -118,14 +119,18 @@ CELL_PAD = 3
 """White pixels around each cell (so 2 * CELL_PAD between neighbouring cells)."""
 
 
-def heat_overlay(images: Tensor, heat: Tensor, colormap: str = "inferno", alpha: float = 0.8) -> Tensor:
+def heat_overlay(
+    images: Tensor, heat: Tensor, colormap: str = "inferno", alpha: float = 0.8, *, colours: Tensor | None = None
+) -> Tensor:
     """Heat over dimmed images, weighted by the heat itself: ``(1-w)*0.6*image + w*colour``, ``w = alpha*heat``.
 
     Where the map is low the input shows (dimmed, so it does not compete with the heat); where it is
     high, the heat's colour covers it. ``alpha`` is the heat's weight at the map's maximum.
+    ``colours``: ``apply_colormap(heat, colormap)`` when the caller has it already.
     """
     weight = alpha * heat.clamp(0, 1)[:, None]
-    return (1 - weight) * (0.6 * images) + weight * apply_colormap(heat, colormap)
+    colours = apply_colormap(heat, colormap) if colours is None else colours
+    return (1 - weight) * (0.6 * images) + weight * colours
 
 
 def render_explanation_grid(
@@ -175,28 +180,26 @@ def render_explanation_grid(
     n = inputs.shape[0]
     images = display_images(inputs)
     heat = scale_maps(maps, scale)
-    panels = torch.stack([images, apply_colormap(heat, colormap), heat_overlay(images, heat, colormap, alpha)], 1)
-    factor = max(1, math.ceil(min_cell / min(images.shape[2:])))
-    # Quantise at the inputs' resolution, then enlarge and compose bytes: the same picture as doing it
-    # all in float (enlarging replicates pixels), with a fraction of the memory traffic.
-    panels = _to_uint8(panels)  # (N, 3 panels, 3, H, W)
-    _, _, channels, height, width = panels.shape
-    if factor > 1:
-        panels = panels[..., :, None, :, None].expand(n, 3, channels, height, factor, width, factor)
-        height, width = height * factor, width * factor
-        panels = panels.reshape(n, 3, channels, height, width)  # nearest-neighbour enlargement
-    panels = F.pad(panels, (0, PANEL_GAP), value=255).permute(0, 2, 3, 1, 4)  # (N, 3, H, 3, W + gap)
-    cells = panels.reshape(n, channels, height, 3 * (width + PANEL_GAP))[..., : 3 * width + 2 * PANEL_GAP]
-    if correct is not None or labels is not None:
-        cells = torch.cat([label_bars(cells, correct, labels), cells], dim=2)
+    colours = apply_colormap(heat, colormap)
+    overlaid = heat_overlay(images, heat, alpha=alpha, colours=colours)
+    # Quantise at the inputs' resolution, channels last; the picture is then one gather from these
+    # pixels (see lightning_explain._layout): nearest-neighbour enlargement, tiling and padding in one pass.
+    panels = _to_uint8(torch.stack([images, colours, overlaid]).permute(0, 1, 3, 4, 2))  # (3, N, h, w, 3)
+    _, _, h, w, _ = panels.shape
+    factor = max(1, math.ceil(min_cell / min(h, w)))
     ncols = max(1, min(n, ncols or (1 if n <= 16 else math.ceil(math.sqrt(n / 4)))))
-    grid = tile_grid(cells, ncols=ncols, pad=CELL_PAD, pad_value=255)
-    top = header(grid.shape[2], title, scale, apply_colormap, colormap, grid.device)
-    grid = torch.cat([top, grid], dim=1).permute(1, 2, 0).contiguous()  # rows ready for PNG
-    if not return_cells:
-        return grid
-    boxes = grid_boxes(n, cells.shape[2], cells.shape[3], ncols, pad=CELL_PAD)
-    return grid, [[x, y + top.shape[1], w, h] for x, y, w, h in boxes]
+    cell_w = 3 * w * factor + 2 * PANEL_GAP
+    lines = [str(line) for line in labels] if labels is not None else None
+    text_scale = fit_scale(cell_w, max(map(len, lines or [""])))
+    bar_h = bar_height(text_scale) if correct is not None or labels is not None else 0
+    top = header(ncols * (cell_w + 2 * CELL_PAD), title, scale, apply_colormap, colormap, maps.device)
+    layout = Layout(n, h, w, factor, ncols, bar_h, top.shape[0], PANEL_GAP, CELL_PAD)
+    white = panels.new_full((1, 3), 255)
+    atlas = torch.cat([panels.reshape(-1, 3), white, bar_colours(n, correct, maps.device), top.reshape(-1, 3)])
+    image = atlas.index_select(0, layout_index(layout, maps.device)).view(layout.height, layout.width, 3)
+    if lines and any(lines):
+        stamp_labels(image, layout, lines, text_scale)
+    return (image, layout.boxes()) if return_cells else image
 
 
 def grid_metadata(

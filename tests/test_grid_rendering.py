@@ -128,7 +128,7 @@ def test_the_header_gives_the_title_and_what_the_colours_mean():
     assert table[0] in ramp and table[1] in ramp
     fixed = render_explanation_grid(inputs, maps, scale=0.00123, title="saliency  step 0")
     assert _line(fixed.permute(2, 0, 1), bar_y, "FIXED: 0", bar_scale)
-    text = _annotate.header(400, None, 0.00123, apply_colormap, "inferno")
+    text = _annotate.header(400, None, 0.00123, apply_colormap, "inferno").permute(2, 0, 1)
     high = _font.text_masks(["0.00123+"], 2)[0]
     assert any(  # the fixed value is written at the bar's right end
         torch.equal((text[:, _annotate.MARGIN : _annotate.MARGIN + 14, x : x + high.shape[1]] == 0).all(0), high)
