@@ -94,7 +94,9 @@ def header(
     colormap: str,
     device: torch.device | None = None,
 ) -> Tensor:
-    """The picture's header (h, width, 3): ``title`` on one line, then the colour bar and what its ends mean.
+    """The picture's header (h, width, 3): ``title``, then the colour bar and what its ends mean.
+
+    A title too long for one line of 14-pixel letters is split at its first double space into two lines.
 
     ``scale="per_image"``: each map runs from its own minimum to its maximum. A number: the colours run
     from 0 to that value, and brighter values are clipped (``+``).
@@ -104,16 +106,19 @@ def header(
         low, high = "EACH MAP: MIN", "MAX"
     else:
         low, high = "FIXED: 0", f"{float(scale):.3g}+".upper()
-    title_scale = fit_scale(width, len(title)) if title else 0
+    rows = [title] if title else []
+    if title and "  " in title and fit_scale(width, len(title), largest=2) < 2:
+        rows = title.split("  ", 1)  # too long for one line of large letters: the second part goes below
+    row_scales = [fit_scale(width, len(row)) for row in rows]
     bar_scale = fit_scale(width, len(low) + len(high) + 2, room=64)
-    heights = [_font.GLYPH_HEIGHT * s for s in (title_scale, bar_scale) if s]
+    heights = [_font.GLYPH_HEIGHT * s for s in [*row_scales, bar_scale]]
     canvas = torch.full((1, MARGIN + sum(h + MARGIN for h in heights), width, 3), 255, dtype=torch.uint8)
     canvas = canvas.to(device)
     black = _bytes((0.0, 0.0, 0.0), device)
     y = MARGIN
-    if title:
-        stamp(canvas, _font.text_masks([title], title_scale, device), MARGIN, y, black)
-        y += heights[0] + MARGIN
+    for row, row_scale, height in zip(rows, row_scales, heights, strict=False):
+        stamp(canvas, _font.text_masks([row.strip()], row_scale, device), MARGIN, y, black)
+        y += height + MARGIN
     line = heights[-1]
     gap = _font.ADVANCE * bar_scale
     low_w, high_w = _font.text_width(len(low), bar_scale), _font.text_width(len(high), bar_scale)

@@ -76,6 +76,8 @@ def default_unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
         inputs = next((batch[k] for k in INPUT_KEYS if isinstance(batch.get(k), Tensor)), None)
         if inputs is not None:
             targets = next((batch[k] for k in TARGET_KEYS if k in batch), None)
+            if targets is None:
+                _note_no_label_key(batch, inputs)
             return inputs, _class_targets(targets, inputs)
         raise ValueError(
             f"Cannot find the model's inputs in a batch with keys {sorted(map(str, batch))}: expected one of "
@@ -86,6 +88,27 @@ def default_unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
         f"Cannot turn a batch of type {type(batch).__name__} into model inputs. Pass "
         "unpack_batch=lambda batch: (inputs, targets) to the callback, or pass the probe directly "
         "with probe=inputs or probe=(inputs, targets)."
+    )
+
+
+_noted_key_sets: set[frozenset[str]] = set()
+
+
+def _note_no_label_key(batch: Mapping, inputs: Tensor) -> None:
+    """Say once per set of keys that a dict batch's labels were not found (the probe then has none)."""
+    input_key = next(k for k in INPUT_KEYS if batch.get(k) is inputs)
+    others = sorted(str(k) for k in batch if k != input_key)
+    keys = frozenset(map(str, batch))
+    if not others or keys in _noted_key_sets:
+        return
+    _noted_key_sets.add(keys)
+    from lightning_explain._compat import rank_zero_warn
+
+    rank_zero_warn(
+        f"lightning-explain: the batch is a dict with the inputs under {input_key!r} but no labels under any of "
+        f"{list(TARGET_KEYS)} (its other keys: {others}), so the probe has no labels: no probe accuracy, no "
+        "right/wrong marks, and the predicted class is explained. If one of those keys holds the labels, pass "
+        f"unpack_batch=lambda batch: (batch[{input_key!r}], batch[{others[0]!r}]) to the callback."
     )
 
 

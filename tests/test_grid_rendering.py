@@ -171,3 +171,12 @@ def test_input_panel_covers_the_full_byte_range(colormap):
     panel = image[y : y + 4, x : x + 4]
     assert panel.min() == 0 and panel.max() == 255
     assert (panel[..., 0] == panel[..., 1]).all() and (panel[..., 1] == panel[..., 2]).all()
+
+
+def test_a_long_title_goes_on_two_lines_of_large_letters():
+    top = _annotate.header(302, "integrated_gradients  step 230", "per_image", apply_colormap, "inferno")
+    top = top.permute(2, 0, 1)
+    assert _line(top, _annotate.MARGIN, "INTEGRATED_GRADIENTS", 2)
+    assert _line(top, 2 * _annotate.MARGIN + 14, "STEP 230", 2)
+    one = _annotate.header(302, "grad_cam  step 230", "per_image", apply_colormap, "inferno")
+    assert top.shape[1] - one.shape[0] == 14 + _annotate.MARGIN  # one line more
