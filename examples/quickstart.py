@@ -1,4 +1,4 @@
-"""The README's Usage example, complete: a small CNN learns scikit-learn's handwritten digits, explained as it trains.
+"""A small CNN learns scikit-learn's handwritten digits; see what it looks at, in TensorBoard, while it trains.
 
 python examples/quickstart.py      # then: tensorboard --logdir logs/quickstart --samples_per_plugin images=1000
 """
