@@ -8,6 +8,7 @@ hit all contenders alike; we report medians and the ratio of medians.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -168,8 +169,9 @@ class EncodingWriter(LogWriter):
     def can_log_images(self) -> bool:
         return True
 
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        self.encoded_bytes += len(encode_png(image))
+    def image(self, tag: str, image: np.ndarray, step: int, *, metadata: dict | None = None) -> None:
+        text = {"lightning-explain": json.dumps(metadata, separators=(",", ":"))} if metadata else None
+        self.encoded_bytes += len(encode_png(image, text=text))
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         pass
