@@ -1,10 +1,17 @@
-"""Build the API reference from the docstrings with pdoc, and fail on problems in the public API's docs.
+"""Build the documentation site: the README, every docs/*.md page and the API reference, offline.
 
     pip install -e ".[docs]"
-    python docs/build.py              # writes docs/api/ (open docs/api/index.html); no network needed
+    python docs/build.py              # writes docs/site/ (open docs/site/index.html); no network needed
+    python docs/build.py -o DIR       # somewhere else
+
+The pages are Markdown (``README.md`` becomes ``index.html``, ``docs/<name>.md`` becomes ``<name>.html``; a new
+page in ``docs/`` joins the site and its navigation by itself), converted with ``markdown2``, which pdoc brings.
+The API reference, in ``api/``, is built from the docstrings by pdoc.
 
 Documents ``lightning_explain`` and every public submodule (no leading underscore in any part of its name),
-Google-style docstrings with reStructuredText inline markup. Fails (exit code 1), listing each problem, when:
+Google-style docstrings with reStructuredText inline markup. Fails (exit code 1), listing each problem, when a
+page links to a file that does not exist or to an anchor no heading defines, a page would load anything from the
+network, or:
 pdoc warns (an import failure, a getattr that raises, a docstring it cannot process), a public module, class,
 function or method has no docstring of its own, or a ``:func:``/``:class:``/``:data:``/``:mod:``/``:meth:``/
 ``:attr:`` reference names something that does not exist.
@@ -79,7 +86,9 @@ def check(module_doc, problems: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "api"), help="output folder (default: docs/api)")
+    parser.add_argument(
+        "-o", "--output", default=str(ROOT / "docs" / "site"), help="output folder (default: docs/site)"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import pdoc
@@ -110,16 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     pdoc_dir = str(Path(pdoc.__file__).parent)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pdoc.pdoc(*specs, output_directory=Path(args.output))
+        pdoc.pdoc(*specs, output_directory=Path(args.output) / "api")
         for name in modules:
             check(pdoc.doc.Module.from_name(name), problems)
     problems += [f"pdoc: {w.message}" for w in caught if w.filename.startswith(pdoc_dir)]
+    sys.path.insert(0, str(ROOT / "docs"))
+    from _site import build_site, pages
+
+    problems += build_site(Path(args.output), api_index=f"api/{PACKAGE}.html")
     for problem in sorted(set(problems)):
         print(problem, file=sys.stderr)
     if problems:
-        print(f"docs: {len(set(problems))} problem(s) in the API docs", file=sys.stderr)
+        print(f"docs: {len(set(problems))} problem(s) in the docs", file=sys.stderr)
         return 1
-    print(f"docs: {len(modules)} modules -> {Path(args.output) / 'index.html'}")
+    print(f"docs: {len(pages())} pages and {len(modules)} API modules -> {Path(args.output) / 'index.html'}")
     return 0
 
 

@@ -13,8 +13,8 @@ Run::
     python examples/overfitting.py --scenario memorisation
     python examples/overfitting.py --table --seeds 0 1 2 3 4  # the README's table
 
-Each run logs to TensorBoard (``--logdir``, default ``logs``): the ``overfit/*`` scalars and the
-``overfit/train_saliency`` / ``overfit/val_saliency`` images.
+Each run logs to TensorBoard (``--logdir``, default ``logs/overfitting``, one folder per scenario and
+seed): the ``overfit/*`` scalars and the ``overfit/train_saliency`` / ``overfit/val_saliency`` images.
 """
 
 from __future__ import annotations
@@ -143,14 +143,14 @@ def fit_shapes(train, val, *, seed: int, epochs: int, callbacks: list, logger) -
     return model, trainer
 
 
-def run_scenario(scenario: str, seed: int, *, logdir: str = "logs", max_epochs: int | None = None) -> dict:
+def run_scenario(scenario: str, seed: int, *, logdir: str = "logs/overfitting", max_epochs: int | None = None) -> dict:
     """Train one scenario with an :class:`OverfitMonitor`; return what it found and the reference points."""
     train, val = make_data(scenario, seed)
     with_masks = SCENARIOS[scenario].get("masks", False)
     masks = {"train": train.masks[:PROBE_SIZE], "val": val.masks[:PROBE_SIZE]} if with_masks else None
     monitor = OverfitMonitor(masks=masks, probe_size=PROBE_SIZE)
     recorder = ValidationRecorder()
-    logger = TensorBoardLogger(logdir, name=f"overfitting_{scenario}_seed{seed}")
+    logger = TensorBoardLogger(logdir, name=f"{scenario}_seed{seed}")
     epochs = max_epochs or SCENARIOS[scenario]["epochs"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="OverfitMonitor alert")  # printed below instead
@@ -191,7 +191,8 @@ def save_evidence(model: nn.Module, train, path: Path, samples: int = 8) -> Path
     images, labels = train.images[:samples], train.labels[:samples]
     maps = saliency(model, images, target=labels)
     correct = model.eval()(images).argmax(dim=1) == labels
-    grid = render_explanation_grid(images, maps, correct=correct, min_cell=96)
+    labels = [f"LABEL {t}" for t in labels.tolist()]
+    grid = render_explanation_grid(images, maps, correct=correct, labels=labels, title="training probe saliency")
     path.write_bytes(encode_png(grid.cpu().numpy()))
     return path
 
@@ -238,14 +239,19 @@ def _epochs(step: int | None, reference: int | None, per_epoch: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict | str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=list(SCENARIOS), default="shortcut")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-epochs", type=int, default=None)
-    parser.add_argument("--table", action="store_true", help="run every scenario for each of --seeds")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--scenarios", choices=list(SCENARIOS), nargs="+", default=None, help="for --table")
-    parser.add_argument("--logdir", default="logs")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = ", ".join(SCENARIOS)
+    parser.add_argument("--scenario", choices=list(SCENARIOS), default="shortcut", help=f"{names} (default: shortcut)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the data and the model (default: 0)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="epochs to train (default: the scenario's, 10 to 40)"
+    )
+    parser.add_argument("--table", action="store_true", help="run every scenario for each of --seeds, print a table")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for --table (default: 0 1 2)")
+    parser.add_argument(
+        "--scenarios", choices=list(SCENARIOS), nargs="+", default=None, help="scenarios for --table (default: all)"
+    )
+    parser.add_argument("--logdir", default="logs/overfitting", help="TensorBoard folder (default: logs/overfitting)")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(4, torch.get_num_threads()))
     if args.table:
@@ -259,7 +265,10 @@ def main(argv: list[str] | None = None) -> dict | str:
         print(f"  saliency on the training probe: {marker:.0%} on the marker, {shape:.0%} on the shape")
         picture = save_evidence(result["model"], result["train"], Path(result["log_dir"]) / "train_saliency.png")
         print(f"  the training probe's saliency, as in TensorBoard's overfit/train_saliency: {picture}")
-    print(f"Logs: {Path(result['log_dir'])}  (tensorboard --logdir {args.logdir}; images under overfit/)")
+    print(f"Logs: {Path(result['log_dir'])}")
+    print(
+        f"See them with:  tensorboard --logdir {args.logdir} --samples_per_plugin images=1000  (images under overfit/)"
+    )
     return result
 
 

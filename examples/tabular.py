@@ -6,7 +6,7 @@ trained with ``FeatureExplainCallback``, which logs the bar chart of the top fea
 saliency to TensorBoard as training goes. At the end the script reports how many of the 5
 informative features the mean |attribution| over the validation set ranks in its top 5.
 
-    python examples/tabular.py            # then: tensorboard --logdir logs --samples_per_plugin images=1000
+    python examples/tabular.py            # then: tensorboard --logdir logs/tabular --samples_per_plugin images=1000
     python examples/tabular.py --help     # options
 """
 
@@ -51,7 +51,7 @@ def make_data(n_samples: int, n_features: int, seed: int) -> tuple[TensorDataset
 
 
 class TabularMLP(LightningModule):
-    """The articles' MLP: features -> 64 -> 32 -> 2 with ReLU; Adam with L2 weight decay.
+    """An MLP: features -> 64 -> 32 -> 2 with ReLU; Adam with L2 weight decay.
 
     The weight decay shrinks the weights on the 95 noise features, which otherwise keep a
     sizeable gradient after a few epochs.
@@ -100,14 +100,14 @@ def attribution_methods() -> dict[str, Callable[[nn.Module, Tensor, Tensor], Ten
 
 def main(argv: list[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-epochs", type=int, default=10)
-    parser.add_argument("--n-samples", type=int, default=2000)
-    parser.add_argument("--n-features", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default="logs")
+    parser.add_argument("--max-epochs", type=int, default=10, help="epochs to train (default: 10)")
+    parser.add_argument("--n-samples", type=int, default=2000, help="samples to generate (default: 2000)")
+    parser.add_argument("--n-features", type=int, default=100, help="features, the first 5 informative (default: 100)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate (default: 0.003)")
+    parser.add_argument("--weight-decay", type=float, default=1e-2, help="Adam's weight decay (default: 0.01)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--logdir", default="logs/tabular", help="TensorBoard folder (default: logs/tabular)")
     args = parser.parse_args(argv)
 
     seed_everything(args.seed, workers=True, verbose=False)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
         max_epochs=args.max_epochs,
         accelerator="cpu",
         devices=1,
-        logger=TensorBoardLogger(args.logdir, name="tabular"),
+        logger=TensorBoardLogger(args.logdir, name=""),
         callbacks=[explain],
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -60,6 +60,8 @@ def default_unpack_batch(batch: Any, *, class_targets: bool = True) -> tuple[Ten
         inputs = next((batch[k] for k in INPUT_KEYS if isinstance(batch.get(k), Tensor)), None)
         if inputs is not None:
             targets = next((batch[k] for k in TARGET_KEYS if k in batch), None)
+            if targets is None:
+                _note_no_label_key(batch, inputs)
             return inputs, _targets(targets, inputs, class_targets)
         raise ValueError(
             f"Cannot find the model's inputs in a batch with keys {sorted(map(str, batch))}: expected one of "
@@ -79,6 +81,27 @@ def _targets(targets: Any, inputs: Tensor, class_targets: bool) -> Tensor | None
     if isinstance(targets, Tensor) and targets.ndim >= 1 and targets.shape[0] == inputs.shape[0]:
         return targets
     return None
+
+
+_noted_key_sets: set[frozenset[str]] = set()
+
+
+def _note_no_label_key(batch: Mapping, inputs: Tensor) -> None:
+    """Say once per set of keys that a dict batch's labels were not found (the probe then has none)."""
+    input_key = next(k for k in INPUT_KEYS if batch.get(k) is inputs)
+    others = sorted(str(k) for k in batch if k != input_key)
+    keys = frozenset(map(str, batch))
+    if not others or keys in _noted_key_sets:
+        return
+    _noted_key_sets.add(keys)
+    from lightning_explain._compat import rank_zero_warn
+
+    rank_zero_warn(
+        f"lightning-explain: the batch is a dict with the inputs under {input_key!r} but no labels under any of "
+        f"{list(TARGET_KEYS)} (its other keys: {others}), so the probe has no labels: no probe accuracy, no "
+        "right/wrong marks, and the predicted class is explained. If one of those keys holds the labels, pass "
+        f"unpack_batch=lambda batch: (batch[{input_key!r}], batch[{others[0]!r}]) to the callback."
+    )
 
 
 def _class_targets(targets: Any, inputs: Tensor) -> Tensor | None:

@@ -7,10 +7,14 @@ only the finished ``uint8`` grid, one small image per event, needs to reach the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from lightning_explain._annotate import bar_colours, bar_height, fit_scale, header, stamp_labels
+from lightning_explain._layout import Layout, layout_index
 
 # Anchor colours, evenly spaced from 0 to 1, sampled from the published colormaps.
 COLORMAPS: dict[str, tuple[tuple[float, float, float], ...]] = {
@@ -109,58 +113,93 @@ def grid_boxes(n: int, tile_height: int, tile_width: int, ncols: int, pad: int =
     return [[(i % ncols) * step_x + pad, (i // ncols) * step_y + pad, tile_width, tile_height] for i in range(n)]
 
 
+PANEL_GAP = 4
+"""White pixels between the three panels of a cell (input, heatmap, overlay)."""
+CELL_PAD = 3
+"""White pixels around each cell (so 2 * CELL_PAD between neighbouring cells)."""
+
+
+def heat_overlay(
+    images: Tensor, heat: Tensor, colormap: str = "inferno", alpha: float = 0.8, *, colours: Tensor | None = None
+) -> Tensor:
+    """Heat over dimmed images, weighted by the heat itself: ``(1-w)*0.6*image + w*colour``, ``w = alpha*heat``.
+
+    Where the map is low the input shows (dimmed, so it does not compete with the heat); where it is
+    high, the heat's colour covers it. ``alpha`` is the heat's weight at the map's maximum.
+    ``colours``: ``apply_colormap(heat, colormap)`` when the caller has it already.
+    """
+    weight = alpha * heat.clamp(0, 1)[:, None]
+    colours = apply_colormap(heat, colormap) if colours is None else colours
+    return (1 - weight) * (0.6 * images) + weight * colours
+
+
 def render_explanation_grid(
     inputs: Tensor,
     maps: Tensor,
     *,
     scale: str | float = "per_image",
     colormap: str = "inferno",
-    alpha: float = 0.5,
+    alpha: float = 0.8,
     correct: Tensor | None = None,
-    min_cell: int = 64,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    ncols: int | None = None,
+    min_cell: int = 96,
     return_cells: bool = False,
 ) -> Tensor | tuple[Tensor, list[list[int]]]:
-    """One picture of a probe batch and its maps: each sample's input beside its overlay.
+    """One picture of a probe batch and its maps, readable at a glance.
 
-    Samples are laid out in a near-square grid; small inputs are enlarged (nearest
-    neighbour, an integer factor) so each cell is at least ``min_cell`` pixels. With
-    ``correct``, a strip above each sample is green where the model's prediction is right
-    and red where it is wrong.
+    Each sample's cell holds three panels side by side: the input (grey or RGB, normalised to its
+    own range), the heatmap alone in the colormap, and the heat over the dimmed input
+    (:func:`heat_overlay`). Above them, a bar with the sample's ``labels`` text (e.g. its true and
+    predicted class), green where ``correct`` is True, red where False, grey without ``correct``.
+    Above the cells, a header with ``title`` (e.g. the method and the step) and a colour bar that
+    says what the colours mean: each map from its own minimum to its maximum (``scale="per_image"``),
+    or from 0 to the fixed value (brighter values are clipped). Small inputs are enlarged (nearest
+    neighbour, an integer factor) so each panel is at least ``min_cell`` pixels; the cells are tiled
+    ``ncols`` a row (default: one column up to 16 samples, so the picture stays about 300 pixels wide,
+    the width of a TensorBoard image card, where it is shown without shrinking; more columns beyond).
 
     Args:
         inputs: the probe inputs (N, C, H, W).
         maps: one map per input (N, H, W).
         scale: see :func:`scale_maps`.
         colormap: a name from :data:`COLORMAPS`.
-        alpha: the heat's weight in the overlay.
-        correct: optional bool (N,): whether each sample is predicted right.
-        min_cell: the smallest cell side in pixels.
-        return_cells: also return each sample's cell, as :func:`grid_boxes` gives it.
+        alpha: the heat's weight in the overlay where the map is at its maximum.
+        correct: optional bool (N,): whether each sample is predicted right (the bar's colour).
+        labels: optional text per sample for its bar (digits, letters, ``. : % - + / = ( )``).
+        title: optional text for the header.
+        ncols: cells per row.
+        min_cell: the smallest panel side in pixels.
+        return_cells: also return each sample's cell (bar and panels) as ``[x, y, width, height]``.
 
     Returns:
         An ``uint8`` image (H', W', 3) on the maps' device; with ``return_cells``, the image and
-        one ``[x, y, width, height]`` box per sample (its strip, input and overlay).
+        one ``[x, y, width, height]`` box per sample, in sample order.
     """
+    n = inputs.shape[0]
     images = display_images(inputs)
     heat = scale_maps(maps, scale)
-    blended = overlay(images, heat, colormap, alpha)
-    factor = max(1, math.ceil(min_cell / min(images.shape[2:])))
-    # Quantise at the inputs' resolution, then enlarge, label and tile bytes: the same picture as
-    # doing it all in float (enlarging replicates pixels), with a quarter of the memory traffic.
-    pairs = _to_uint8(torch.cat([images, blended], dim=3))  # (N, 3, H, 2W): input | overlay
-    if factor > 1:
-        n, channels, height, width = pairs.shape
-        pairs = pairs[:, :, :, None, :, None].expand(n, channels, height, factor, width, factor)
-        pairs = pairs.reshape(n, channels, height * factor, width * factor)  # nearest-neighbour enlargement
-    if correct is not None:
-        palette = _to_uint8(blended.new_tensor([[0.85, 0.15, 0.15], [0.15, 0.75, 0.25]]))  # red: wrong, green: right
-        strip = palette[correct.long()][:, :, None, None].expand(-1, -1, max(3, pairs.shape[2] // 24), pairs.shape[3])
-        pairs = torch.cat([strip, pairs], dim=2)
-    ncols = math.ceil(math.sqrt(inputs.shape[0]))
-    grid = tile_grid(pairs, ncols=ncols, pad_value=255).permute(1, 2, 0).contiguous()  # rows ready for PNG
-    if return_cells:
-        return grid, grid_boxes(pairs.shape[0], pairs.shape[2], pairs.shape[3], ncols)
-    return grid
+    colours = apply_colormap(heat, colormap)
+    overlaid = heat_overlay(images, heat, alpha=alpha, colours=colours)
+    # Quantise at the inputs' resolution, channels last; the picture is then one gather from these
+    # pixels (see lightning_explain._layout): nearest-neighbour enlargement, tiling and padding in one pass.
+    panels = _to_uint8(torch.stack([images, colours, overlaid]).permute(0, 1, 3, 4, 2))  # (3, N, h, w, 3)
+    _, _, h, w, _ = panels.shape
+    factor = max(1, math.ceil(min_cell / min(h, w)))
+    ncols = max(1, min(n, ncols or (1 if n <= 16 else math.ceil(math.sqrt(n / 4)))))
+    cell_w = 3 * w * factor + 2 * PANEL_GAP
+    lines = [str(line) for line in labels] if labels is not None else None
+    text_scale = fit_scale(cell_w, max(map(len, lines or [""])))
+    bar_h = bar_height(text_scale) if correct is not None or labels is not None else 0
+    top = header(ncols * (cell_w + 2 * CELL_PAD), title, scale, apply_colormap, colormap, maps.device)
+    layout = Layout(n, h, w, factor, ncols, bar_h, top.shape[0], PANEL_GAP, CELL_PAD)
+    white = panels.new_full((1, 3), 255)
+    atlas = torch.cat([panels.reshape(-1, 3), white, bar_colours(n, correct, maps.device), top.reshape(-1, 3)])
+    image = atlas.index_select(0, layout_index(layout, maps.device)).view(layout.height, layout.width, 3)
+    if lines and any(lines):
+        stamp_labels(image, layout, lines, text_scale)
+    return (image, layout.boxes()) if return_cells else image
 
 
 def grid_metadata(

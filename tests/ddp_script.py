@@ -53,7 +53,7 @@ def main() -> None:
     elif with_callbacks:
         callbacks = [
             ExplainCallback(every_n_steps=1),
-            GradientNormMonitor(source="probe", every_n_steps=1),
+            GradientNormMonitor(source="probe", every_n_steps=1, log_histogram=True),
             GradientNormMonitor(every_n_steps=1),
         ]
     train_loader, val_loader = loaders()

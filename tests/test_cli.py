@@ -76,13 +76,13 @@ def assert_close(actual, expected, tol: int = 12) -> None:
 def test_timelapse_writes_one_gif_and_sheet_per_explain_tag(logdir, tmp_path, capsys):
     assert main(["timelapse", str(logdir), "-o", str(tmp_path / "out.gif")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "out_explain_grad_cam.gif",
-        "out_explain_grad_cam_sheet.png",
-        "out_explain_saliency.gif",
-        "out_explain_saliency_sheet.png",
+        "out_grad_cam.gif",
+        "out_grad_cam_sheet.png",
+        "out_saliency.gif",
+        "out_saliency_sheet.png",
     ]  # samples/inputs is not under explain/, so it is left out
     for t, tag in enumerate(("saliency", "grad_cam")):
-        gif = tmp_path / f"out_explain_{tag}.gif"
+        gif = tmp_path / f"out_{tag}.gif"
         with Image.open(gif) as image:
             assert image.n_frames == len(STEPS)
             assert image.size == (W, H + BANNER_HEIGHT)
@@ -90,7 +90,7 @@ def test_timelapse_writes_one_gif_and_sheet_per_explain_tag(logdir, tmp_path, ca
             assert (banner < 128).any()  # the step is written in dark text on the white banner
         for colour_seen, step in zip(frame_colours(gif), STEPS, strict=True):
             assert_close(colour_seen, colour(step, t))
-        with Image.open(tmp_path / f"out_explain_{tag}_sheet.png") as sheet:
+        with Image.open(tmp_path / f"out_{tag}_sheet.png") as sheet:
             # 5 frames: 3 columns x 2 rows, 4-pixel gaps around and between them.
             assert sheet.size == (3 * W + 4 * 4, 2 * (H + BANNER_HEIGHT) + 3 * 4)
             assert_close(sheet.getpixel((4 + 2 * (W + 4) + W // 2, 4 + BANNER_HEIGHT + H // 2)), colour(10, t))
@@ -121,8 +121,9 @@ def parse_text_table(text: str) -> dict[str, list[str]]:
 
 def test_summary_text_of_newest_run(logdir, capsys):
     assert main(["summary", str(logdir)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.splitlines()[0].startswith("run exp/version_1 ")
+    assert "2 runs found; reading the newest, exp/version_1 (others: exp/version_0; choose with --run GLOB)" in err
     rows = parse_text_table(out)
     # Defaults: explain/*, total gradient norms, loss/accuracy; not per-layer norms, not epoch.
     assert sorted(rows) == ["explain/saliency/mean", "grad_norm/train/total", "train_loss"]
@@ -213,3 +214,31 @@ def test_console_script_and_python_dash_m(monkeypatch, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--max-frames" in out and "contact-sheet" in out
+
+
+def test_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "LOGDIR" in text and "``" not in text
+
+
+def test_one_run_is_read_without_a_note(tmp_path, capsys):
+    write_run(tmp_path / "only" / "version_0")
+    assert main(["summary", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_timelapse_names_drop_the_shared_prefix():
+    from lightning_explain.cli._timelapse import output_paths
+
+    tags = ["explain/saliency", "explain/grad_cam"]
+    assert output_paths(Path("explain.gif"), "explain/saliency", tags) == (
+        Path("explain_saliency.gif"),
+        Path("explain_saliency_sheet.png"),
+    )
+    assert output_paths(Path("a/out.gif"), "overfit/train_saliency", ["overfit/train_saliency", "explain/x"]) == (
+        Path("a/out_overfit_train_saliency.gif"),
+        Path("a/out_overfit_train_saliency_sheet.png"),
+    )
+    assert output_paths(Path("one.gif"), "explain/saliency", ["explain/saliency"])[0] == Path("one.gif")

@@ -15,6 +15,8 @@ from lit_helpers import LitCNN, RecordingLogger, loaders, make_images, read_tens
 from lightning_explain import GradientNormMonitor
 
 LAYERS = ["features.0", "features.1", "features.3", "head.3"]  # the modules of LitCNN that own parameters
+TAGS = {"features.0": "features.0-Conv2d", "features.1": "features.1-BatchNorm2d", "features.3": "features.3-Conv2d"}
+TAGS |= {"head.3": "head.3-Linear", "total": "total"}  # each layer's tag: its name and its type
 
 
 def module_norm(module: torch.nn.Module, norm_type: float, grads=None) -> float:
@@ -55,13 +57,52 @@ def test_train_norms_equal_the_norms_of_the_real_gradients(tmp_path, norm_type):
     assert sorted(logged) == list(range(8))
     for step, norms in reference.norms.items():
         for name, value in norms.items():
-            assert math.isclose(logged[step][f"grad_norm/train/{name}"], value, rel_tol=1e-5), (step, name)
+            assert math.isclose(logged[step][f"grad_norm/train/{TAGS[name]}"], value, rel_tol=1e-5), (step, name)
 
 
-def test_every_n_steps_defaults_to_log_every_n_steps(tmp_path):
+@pytest.mark.parametrize(
+    ("source", "kwargs", "steps"),
+    [
+        # 2 epochs of 4 steps. Training gradients are read before the optimizer step: the first step (0)
+        # and each epoch's last step (3, 7); probe gradients after it: the baseline, then steps 4 and 8.
+        ("train", {}, [0, 3, 7]),
+        ("probe", {}, [0, 4, 8]),
+        ("train", {"every_n_steps": 2}, [0, 2, 3, 4, 6, 7]),
+        ("train", {"every_n_epochs": 2}, [0, 7]),
+        ("train", {"every_n_epochs": None, "every_n_steps": 3}, [0, 3, 6]),
+        ("probe", {"every_n_epochs": None}, [0]),
+    ],
+)
+def test_the_default_schedule_logs_at_the_start_and_at_every_epochs_end(tmp_path, source, kwargs, steps):
     logger = RecordingLogger()
-    fit(tmp_path, [GradientNormMonitor()], logger=logger, log_every_n_steps=3)
-    assert [s for s, _ in logger.series("grad_norm/train/total")] == [0, 3, 6]
+    fit(tmp_path, [GradientNormMonitor(source=source, **kwargs)], logger=logger, log_every_n_steps=50)
+    assert [s for s, _ in logger.series(f"grad_norm/{source}/total")] == steps
+
+
+def test_epoch_ends_with_accumulated_gradients(tmp_path):
+    logger = RecordingLogger()  # 4 batches an epoch, 3 accumulated: optimizer steps after batches 3 and 4
+    fit(tmp_path, [GradientNormMonitor()], logger=logger, accumulate_grad_batches=3)
+    assert [s for s, _ in logger.series("grad_norm/train/total")] == [0, 1, 3]
+
+
+@pytest.mark.parametrize(
+    ("max_epochs", "kwargs", "warns"), [(1, {}, True), (2, {}, False), (1, {"every_n_steps": 1}, False)]
+)
+def test_a_run_with_fewer_than_three_events_gets_a_note(tmp_path, max_epochs, kwargs, warns):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(tmp_path, [GradientNormMonitor(**kwargs)], max_epochs=max_epochs)
+    notes = [str(w.message) for w in caught if "too few for a curve" in str(w.message)]
+    assert notes == (
+        [
+            "GradientNormMonitor: this run will log gradient norms at only 2 step(s) (0, 3), too few for a "
+            "curve. Set every_n_steps= (e.g. every_n_steps=1) for more points."
+        ]
+        if warns
+        else []
+    )
 
 
 def test_accumulated_gradients_are_read_once_per_optimizer_step(tmp_path):
@@ -80,17 +121,24 @@ def test_frozen_layers_are_left_out(tmp_path):
     logger = RecordingLogger()
     fit(tmp_path, [GradientNormMonitor(every_n_steps=1)], logger=logger, model=model, max_epochs=1)
     keys = set().union(*(m.keys() for _, m in logger.metrics))
-    assert "grad_norm/train/features.0" not in keys and "grad_norm/train/features.3" in keys
+    assert "grad_norm/train/features.0-Conv2d" not in keys and "grad_norm/train/features.3-Conv2d" in keys
 
 
 def test_histogram_of_layer_norms_in_tensorboard(tmp_path):
     logger = TensorBoardLogger(tmp_path, name="tb")
-    fit(tmp_path, [GradientNormMonitor(every_n_steps=2)], logger=logger)
+    fit(tmp_path, [GradientNormMonitor(every_n_epochs=None, every_n_steps=2, log_histogram=True)], logger=logger)
     events = read_tensorboard(logger.log_dir)
     histograms = events.Histograms("grad_norm/train/layers")
     assert [h.step for h in histograms] == [0, 2, 4, 6]
     assert histograms[0].histogram_value.num == len(LAYERS)
-    assert [e.step for e in events.Scalars("grad_norm/train/head.3")] == [0, 2, 4, 6]
+    assert [e.step for e in events.Scalars("grad_norm/train/head.3-Linear")] == [0, 2, 4, 6]
+
+
+def test_no_histogram_by_default(tmp_path):
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    fit(tmp_path, [GradientNormMonitor()], logger=logger)
+    tags = read_tensorboard(logger.log_dir).Tags()
+    assert tags["histograms"] == [] and "grad_norm/train/features.1-BatchNorm2d" in tags["scalars"]
 
 
 class SnapshotGrads(Callback):
@@ -122,7 +170,7 @@ def test_probe_norms_are_loss_gradients_on_the_probe_and_leave_grad_alone(tmp_pa
     modules = dict(model.named_modules())
     last = [m for _, m in logger.metrics if "grad_norm/probe/total" in m][-1]
     for name in LAYERS:
-        assert math.isclose(last[f"grad_norm/probe/{name}"], module_norm(modules[name], 2.0, grads), rel_tol=1e-5)
+        assert math.isclose(last[f"grad_norm/probe/{TAGS[name]}"], module_norm(modules[name], 2.0, grads), rel_tol=1e-5)
 
 
 def test_probe_with_a_custom_loss(tmp_path):

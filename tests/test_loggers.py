@@ -24,7 +24,7 @@ GRAD_STEPS = [0, 2]  # training gradients are read before the optimizer step: at
 def callbacks():
     return [
         ExplainCallback(every_n_steps=2, every_n_epochs=None, methods=("saliency",), probe_size=4),
-        GradientNormMonitor(every_n_steps=2),
+        GradientNormMonitor(every_n_epochs=None, every_n_steps=2, log_histogram=True),
     ]
 
 
@@ -58,7 +58,9 @@ def test_tensorboard_and_csv_at_once_each_get_what_they_take(tmp_path):
         np.testing.assert_array_equal(png, decode(event.encoded_image_string))
 
     header = (Path(csv.log_dir) / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"explain/saliency/concentration", "grad_norm/train/total", "grad_norm/train/features.0"} <= set(header)
+    assert {"explain/saliency/concentration", "grad_norm/train/total", "grad_norm/train/features.0-Conv2d"} <= set(
+        header
+    )
     assert [e.step for e in events.Histograms("grad_norm/train/layers")] == GRAD_STEPS
     assert not (Path(csv.log_dir) / "grad_norm").exists()  # no histograms as files: the norms are in metrics.csv
 

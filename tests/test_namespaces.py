@@ -70,8 +70,8 @@ def test_every_callback_logs_under_the_trainer_of_either_namespace(tmp_path, nam
     ns = namespace(name)
     callbacks = [
         ExplainCallback(every_n_steps=2, every_n_epochs=None, methods=("saliency", "grad_cam"), probe_size=4),
-        GradientNormMonitor(source="train", every_n_steps=2),
-        GradientNormMonitor(source="probe", every_n_steps=2, probe_size=8),
+        GradientNormMonitor(source="train", every_n_epochs=None, every_n_steps=2),
+        GradientNormMonitor(source="probe", every_n_epochs=None, every_n_steps=2, probe_size=8, log_histogram=True),
     ]
     assert all(isinstance(cb, ns.Callback) for cb in callbacks)
     train, val = loaders(n_train=32, n_val=8, batch_size=8)  # 4 steps per epoch, 8 in all
@@ -86,7 +86,7 @@ def test_every_callback_logs_under_the_trainer_of_either_namespace(tmp_path, nam
     assert steps(events.Scalars("grad_norm/train/total")) == [0, 2, 4, 6]  # read before each optimizer step
     assert steps(events.Scalars("grad_norm/probe/total")) == [0, 2, 4, 6, 8]
     assert steps(events.Histograms("grad_norm/probe/layers")) == [0, 2, 4, 6, 8]
-    assert all(event.value > 0 for event in events.Scalars("grad_norm/train/features.0"))
+    assert all(event.value > 0 for event in events.Scalars("grad_norm/train/features.0-Conv2d"))
 
     state = run._checkpoint_connector.dump_checkpoint()["callbacks"]  # the Trainer saves their state
     assert {cb.state_key for cb in callbacks} <= state.keys()

@@ -200,6 +200,24 @@ def test_unpack_dict_without_targets_or_with_float_targets():
     assert inputs is x and targets is None
 
 
+def test_a_dict_with_an_unknown_label_key_gets_a_one_time_note(tmp_path):
+    import warnings
+
+    from lightning_explain import probe as probe_module
+
+    probe_module._noted_key_sets.clear()
+    x, cls = torch.randn(3, 2), torch.tensor([0, 1, 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert default_unpack_batch({"image": x, "cls": cls}) == (x, None)
+        assert default_unpack_batch({"image": x}) == (x, None)  # nothing else in the batch: nothing to say
+    notes = [str(w.message) for w in caught]
+    assert len(notes) == 1
+    assert "'image'" in notes[0] and "['cls']" in notes[0] and "no probe accuracy" in notes[0]
+    assert "unpack_batch=lambda batch: (batch['image'], batch['cls'])" in notes[0]
+
+
 def test_unpack_dict_unknown_keys_raises_with_keys_and_hint():
     with pytest.raises(ValueError) as info:
         default_unpack_batch({"pixels": torch.randn(2, 3), "cls": torch.tensor([0, 1])})

@@ -62,8 +62,8 @@ class PackageTorchCalls(TorchFunctionMode):
 def test_quiet_steps_do_no_tensor_work_and_no_host_sync(tmp_path, monkeypatch):
     callbacks = [
         ExplainCallback(every_n_steps=4, every_n_epochs=None, probe_size=4),
-        GradientNormMonitor(source="train", every_n_steps=4),
-        GradientNormMonitor(source="probe", every_n_steps=4, probe_size=4, prefix="probe_norm"),
+        GradientNormMonitor(source="train", every_n_epochs=None, every_n_steps=4),
+        GradientNormMonitor(source="probe", every_n_epochs=None, every_n_steps=4, probe_size=4, prefix="probe_norm"),
         OverfitMonitor(every_n_steps=4, every_n_epochs=None, probe_size=4),
     ]
     fit_trainer = trainer(tmp_path, callbacks, logger=TensorBoardLogger(tmp_path), max_epochs=2)

@@ -13,14 +13,9 @@ from lightning_explain.rendering import (
     colormap_table,
     display_images,
     overlay,
-    render_explanation_grid,
     scale_maps,
     tile_grid,
 )
-
-GREEN = (38, 191, 64)  # round(255 * (0.15, 0.75, 0.25))
-RED = (217, 38, 38)  # round(255 * (0.85, 0.15, 0.15))
-
 
 # --- colormap_table ---------------------------------------------------------------------------------------------------
 
@@ -304,95 +299,3 @@ def test_tile_grid_default_pad_value_is_white():
     assert grid.shape == (3, 6, 12)
     assert grid[:, :, 6:].eq(1).all()  # the filler tile
     assert grid[:, 2:4, 2:4].eq(0).all()
-
-
-# --- render_explanation_grid ------------------------------------------------------------------------------------------
-
-
-def _inputs_and_maps(n=4, c=1, h=8, w=8, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(n, c, h, w, generator=generator), torch.rand(n, h, w, generator=generator)
-
-
-def test_render_grid_dtype_shape_and_enlargement():
-    inputs, maps = _inputs_and_maps(n=4, h=8, w=8)
-    grid = render_explanation_grid(inputs, maps, min_cell=32)
-    assert grid.dtype == torch.uint8
-    assert grid.device == maps.device
-    # factor ceil(32 / 8) = 4; pairs of 32 x 64; 2 x 2 grid with 2 px padding per side.
-    assert grid.shape == (2 * (32 + 4), 2 * (64 + 4), 3)
-
-
-@pytest.mark.parametrize(("h", "w", "min_cell"), [(5, 7, 16), (8, 8, 8), (3, 4, 96), (20, 20, 10)])
-def test_render_grid_cells_are_at_least_min_cell(h, w, min_cell):
-    inputs, maps = _inputs_and_maps(n=1, h=h, w=w)
-    grid = render_explanation_grid(inputs, maps, min_cell=min_cell)
-    factor = max(1, math.ceil(min_cell / min(h, w)))
-    assert grid.shape == (h * factor + 4, 2 * w * factor + 4, 3)
-    cell_h, cell_w = grid.shape[0] - 4, (grid.shape[1] - 4) // 2
-    assert min(cell_h, cell_w) >= min_cell
-    # The smallest integer factor: one step less would be too small (unless no enlargement was needed).
-    assert factor == 1 or min(h, w) * (factor - 1) < min_cell
-
-
-def test_render_grid_content_matches_pipeline_with_factor_one():
-    inputs, maps = _inputs_and_maps(n=2, c=3, h=4, w=4)
-    grid = render_explanation_grid(inputs, maps, min_cell=1, alpha=0.5, colormap="viridis", scale=2.0)
-    images = display_images(inputs)
-    blended = overlay(images, scale_maps(maps, 2.0), "viridis", 0.5)
-    # Cells are 4 x 8 plus 2 px padding per side: 8 x 12; ncols = ceil(sqrt(2)) = 2, one row.
-    assert grid.shape == (8, 24, 3)
-    # Sample 1 sits in column 1: its input at x 14..18, its overlay at x 18..22.
-    expected_input = (images[1] * 255).round().to(torch.uint8).permute(1, 2, 0)
-    expected_overlay = (blended[1].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
-    torch.testing.assert_close(grid[2:6, 14:18], expected_input)
-    torch.testing.assert_close(grid[2:6, 18:22], expected_overlay)
-
-
-def test_render_grid_correct_strip_colours():
-    inputs, maps = _inputs_and_maps(n=4, h=8, w=8)
-    plain = render_explanation_grid(inputs, maps, min_cell=32)
-    correct = torch.tensor([True, False, False, True])
-    grid = render_explanation_grid(inputs, maps, min_cell=32, correct=correct)
-    strip = max(3, 32 // 24)
-    assert grid.shape == (plain.shape[0] + 2 * strip, plain.shape[1], 3)
-    cell_h, plain_cell_h, cell_w = 32 + strip + 4, 32 + 4, 64 + 4
-    for i, right in enumerate(correct.tolist()):
-        row, col = divmod(i, 2)
-        top, plain_top, left = row * cell_h + 2, row * plain_cell_h + 2, col * cell_w + 2
-        region = grid[top : top + strip, left : left + 64]
-        expected = torch.tensor(GREEN if right else RED, dtype=torch.uint8)
-        assert (region == expected).all(), (i, region[0, 0])
-        # Below the strip the picture is the same as without it.
-        below = grid[top + strip : top + strip + 32, left : left + 64]
-        torch.testing.assert_close(below, plain[plain_top : plain_top + 32, left : left + 64])
-
-
-def test_render_grid_strip_height_scales_with_cell():
-    inputs, maps = _inputs_and_maps(n=1, h=8, w=8)
-    plain = render_explanation_grid(inputs, maps, min_cell=96)
-    grid = render_explanation_grid(inputs, maps, min_cell=96, correct=torch.tensor([False]))
-    assert grid.shape[0] - plain.shape[0] == 96 // 24
-    assert (grid[2 : 2 + 4, 2 : 2 + 192] == torch.tensor(RED, dtype=torch.uint8)).all()
-
-
-def test_render_grid_per_image_vs_fixed_scale():
-    inputs = torch.zeros(2, 1, 4, 4)
-    base = torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(1)) * 0.5
-    maps = torch.cat([base, 2 * base])
-    per_image = render_explanation_grid(inputs, maps, min_cell=1, alpha=1.0, colormap="gray")
-    fixed = render_explanation_grid(inputs, maps, min_cell=1, alpha=1.0, colormap="gray", scale=1.0)
-    # ncols = 2: sample 0 overlay at x 2+4 .. 2+8, sample 1 overlay at x 14+4 ...
-    overlay0 = (slice(2, 6), slice(6, 10))
-    overlay1 = (slice(2, 6), slice(18, 22))
-    torch.testing.assert_close(per_image[overlay0], per_image[overlay1])
-    assert fixed[overlay1].float().sum() > fixed[overlay0].float().sum() * 1.5
-
-
-def test_render_grid_pixels_cover_full_uint8_range_for_gray():
-    inputs = torch.linspace(0, 1, 16).reshape(1, 1, 4, 4)
-    maps = torch.zeros(1, 4, 4)
-    grid = render_explanation_grid(inputs, maps, min_cell=1)
-    image = grid[2:6, 2:6]
-    assert image.min() == 0 and image.max() == 255
-    assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()

@@ -26,7 +26,7 @@ def test_saliency_ranks_the_informative_features_first(tmp_path, capsys, seed):
     assert found["saliency"] >= 4
     printed = capsys.readouterr().out
     assert f"saliency: {found['saliency']} of the 5 informative features are in its top 5" in printed
-    events = read_tensorboard(tmp_path / "tabular" / "version_0")
+    events = read_tensorboard(tmp_path / "version_0")
     assert len(events.Images("explain/saliency/features")) == 5  # step 0 and after each of 4 epochs
     top_features = [t for t in events.Tags()["scalars"] if t.startswith("explain/saliency/feature/")]
     assert sum(t.split("/")[-1].startswith("inf_") for t in top_features) >= 4  # named, in the callback's top 10

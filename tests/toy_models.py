@@ -164,10 +164,10 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(self.flatten(x))))
 
 
-@torch.no_grad()
 class TinyViT(nn.Module):
     """Patch embedding (conv, stride 4) -> CLS + tokens + positions -> one encoder layer -> CLS head."""
 
+    @torch.no_grad()  # built without autograd history, as before; decorating the class is deprecated
     def __init__(self, dim: int = 8, classes: int = 3, image: int = 16, patch: int = 4) -> None:
         super().__init__()
         self.patch = nn.Conv2d(3, dim, patch, stride=patch)

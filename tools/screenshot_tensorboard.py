@@ -6,7 +6,7 @@ servers are stopped whatever happens. Needs no Python package beyond the project
 tensorboard) and no network beyond localhost.
 
     python tools/screenshot_tensorboard.py                      # demo (about a minute) + screenshot
-    python tools/screenshot_tensorboard.py --logdir logs        # an existing run instead
+    python tools/screenshot_tensorboard.py --logdir logs/digits # an existing run instead
 """
 
 from __future__ import annotations
@@ -111,7 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--logdir", help="an existing TensorBoard log folder (default: run the demo)")
     parser.add_argument("--max-epochs", type=int, default=10, help="demo epochs (default: 10)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "tensorboard_images.png"))
-    parser.add_argument("--size", default="1400x640", help="window WIDTHxHEIGHT (default: 1400x640)")
+    parser.add_argument("--size", default="1060x1320", help="window WIDTHxHEIGHT (default: 1060x1320)")
+    parser.add_argument(
+        "--tags",
+        default="explain/grad_cam,explain/integrated_gradients",
+        help="image tags to wait for, comma-separated (default: the demo's)",
+    )
+    parser.add_argument("--page", default="images", help="TensorBoard tab: images or timeseries (default: images)")
     parser.add_argument("--budget-ms", type=int, default=15000, help="Chromium's virtual time budget")
     parser.add_argument("--chromium", help="the Chromium executable (default: found on PATH)")
     args = parser.parse_args(argv)
@@ -128,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
             subprocess.run([*demo, "--max-epochs", str(args.max_epochs)], check=True, capture_output=True, env=env)
         with tensorboard_server(logdir, "--samples_per_plugin", "images=1000") as port:
-            wait_for_images(port, ["explain/saliency", "explain/grad_cam"])
-            url = f"http://127.0.0.1:{port}/#images"
+            wait_for_images(port, args.tags.split(","))
+            url = f"http://127.0.0.1:{port}/#{args.page}"
             for budget in (args.budget_ms, 3 * args.budget_ms):
                 colours = screenshot(chromium, url, out, (width, height), budget)
                 if colours >= MIN_COLOURS:

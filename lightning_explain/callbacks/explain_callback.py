@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from lightning_explain._annotate import sample_labels
 from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.explain import check_methods, check_options
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
@@ -31,13 +32,16 @@ class ExplainCallback(ScheduledProbeCallback):
     probe batch on the training device, in eval mode, without changing training, and logs
     at ``trainer.global_step``:
 
-    - ``{prefix}/{method}`` (image): a grid of the probe inputs, each beside its heatmap
-      overlaid in a colormap; when the probe has labels, a strip above each sample is green
-      where the model predicts it right and red where it is wrong;
+    - ``{prefix}/{method}`` (image): one cell per probe sample with its input, its heatmap alone
+      and the heatmap over the input, under a bar that gives the true class (when the probe has
+      labels), the predicted class and its probability, green where the prediction is right and
+      red where it is wrong; a header gives the method, the step and the colour scale (see
+      :func:`lightning_explain.rendering.render_explanation_grid`);
     - ``{prefix}/{method}/concentration``: share of attribution in the top 10% of pixels
       (0.1 = spread evenly, 1 = all in a few pixels), mean over the probe;
     - ``{prefix}/{method}/change``: 1 − Spearman rank correlation with the previous event's
-      maps (0 = the model looks at the same places, 1 = unrelated), mean over the probe;
+      maps (0 = the model looks at the same places, 1 = unrelated, up to 2 = reversed), mean over
+      the probe;
     - ``{prefix}/{method}/mean``: the mean attribution value (the maps' raw magnitude);
     - ``{prefix}/probe_accuracy``: accuracy on the probe, when it has labels.
 
@@ -63,7 +67,8 @@ class ExplainCallback(ScheduledProbeCallback):
             the first event (the 99th percentile of its values) and saved in checkpoints, so growth
             and decay of the maps show as brightening and fading (values above it saturate).
         colormap: one of ``"inferno"``, ``"viridis"``, ``"turbo"``, ``"gray"``.
-        overlay_alpha: the heatmap's weight over the input image, in [0, 1].
+        overlay_alpha: in the overlay panel, the heatmap's weight over the (dimmed) input where the map
+            is at its maximum, in [0, 1]; it falls with the heat, so the input shows where the map is low.
         unpack_batch: turns a batch of your dataloader into ``(inputs, targets or None)``; the
             default understands tensors, ``(inputs, targets, ...)`` tuples and common dict keys.
         prefix: the logging namespace.
@@ -89,7 +94,7 @@ class ExplainCallback(ScheduledProbeCallback):
         every_n_epochs: int | None = 1,
         color_scale: Literal["per_image", "fixed"] = "per_image",
         colormap: str = "inferno",
-        overlay_alpha: float = 0.5,
+        overlay_alpha: float = 0.8,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
         prefix: str = "explain",
     ) -> None:
@@ -187,6 +192,8 @@ class ExplainCallback(ScheduledProbeCallback):
         correct = None
         if targets is not None and explanation.logits.ndim == 2:
             correct = explanation.logits.argmax(dim=1) == targets
+        samples = _sample_outcomes(explanation.logits, targets, correct) if self._writer.can_log_images else {}
+        labels = sample_labels(samples, len(self._device_probe.inputs)) if samples else None
         for method, maps in explanation.maps.items():
             if not bool(torch.isfinite(maps).all()):
                 self._warn(f"nonfinite-{method}", f"{method} maps hold NaN or inf at step {step}; not logged.")
@@ -199,6 +206,8 @@ class ExplainCallback(ScheduledProbeCallback):
                     colormap=self.colormap,
                     alpha=self.overlay_alpha,
                     correct=correct,
+                    labels=labels,
+                    title=f"{method}  step {step}",
                     return_cells=True,
                 )
             key = f"{self.prefix}/{method}"
@@ -217,7 +226,6 @@ class ExplainCallback(ScheduledProbeCallback):
             values.append(correct[targets >= 0].float().mean())  # unlabelled (-100) samples left out
         host_values = torch.stack(values).cpu().tolist() if values else []
         scalars = {n: v for n, v in zip(names, host_values, strict=True) if v == v}  # drop NaN (undefined) values
-        samples = _sample_outcomes(explanation.logits, targets, correct) if cells else {}
         for method, image in images.items():
             metadata = None
             if method in cells:

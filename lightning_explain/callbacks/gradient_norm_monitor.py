@@ -1,4 +1,4 @@
-"""GradientNormMonitor: per-layer gradient norms as scalars and a histogram."""
+"""GradientNormMonitor: per-layer gradient norms as scalars (and, optionally, a histogram)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,26 @@ import torch
 from torch import Tensor, nn
 
 from lightning_explain._compat import MisconfigurationException
-from lightning_explain.callbacks._base import ProbeEventCallback, check_positive_int
+from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
 from lightning_explain.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
 
 SOURCES = ("train", "probe")
+MIN_EVENTS = 3
+"""Fewer events than this in a run gives a one-time note at fit start: a curve needs points."""
 
 
-class GradientNormMonitor(ProbeEventCallback):
+class GradientNormMonitor(ScheduledProbeCallback):
     """Log the gradient norm of every layer (a module that owns parameters) and their total.
 
-    Per event, at ``trainer.global_step``: ``{prefix}/{source}/{layer}`` and
-    ``{prefix}/{source}/total`` scalars, and a ``{prefix}/{source}/layers`` histogram of the
-    per-layer norms. Layers without a gradient at that step (frozen, unused) are left out.
+    Per event, at ``trainer.global_step``: ``{prefix}/{source}/{layer}-{type}`` scalars (the
+    module's name and its class, e.g. ``grad_norm/train/features.0.0-Conv2d``) and
+    ``{prefix}/{source}/total``; with ``log_histogram=True`` also a ``{prefix}/{source}/layers``
+    histogram of the per-layer norms. Layers without a gradient at that step (frozen, unused)
+    are left out.
+
+    Events: the first optimizer step (step 0), then the last optimizer step of every
+    ``every_n_epochs`` epochs and/or every ``every_n_steps`` steps; when both fire at one step,
+    one event. A run that will log fewer than three events gets a one-time note at fit start.
 
     Args:
         source: ``"train"``: the real training gradients, read in ``on_before_optimizer_step``
@@ -29,15 +37,18 @@ class GradientNormMonitor(ProbeEventCallback):
             for optimizers such as fused Adam that unscale inside ``step``; steps whose gradients
             hold NaN or inf, which the AMP scaler skips, are not logged). ``"probe"``: gradients of
             ``loss_fn`` on a fixed probe batch, in eval mode, computed without touching ``.grad``
-            (a baseline event at step 0, then every ``every_n_steps`` steps).
-        every_n_steps: log every this many optimizer steps; ``None`` = ``trainer.log_every_n_steps``.
+            (at step 0 before any training, at the end of every ``every_n_epochs`` epochs and
+            every ``every_n_steps`` steps, like :class:`ExplainCallback`).
+        every_n_epochs: log at the last optimizer step of every this many epochs (``None`` = off).
+        every_n_steps: also log every this many optimizer steps (``None`` = off).
         norm_type: the p of the p-norm (``float("inf")`` for the max norm).
         probe: for ``source="probe"``: ``None`` = the first ``probe_size`` validation samples
             (else training samples), or an ``(inputs, targets)`` pair.
         probe_size: how many samples when ``probe`` is None.
         loss_fn: ``loss_fn(logits, targets) -> loss`` for ``source="probe"``; cross-entropy by default.
         unpack_batch: turns a batch into ``(inputs, targets)``; see :class:`ExplainCallback`.
-        log_histogram: whether to log the histogram of per-layer norms.
+        log_histogram: whether to log a histogram of the per-layer norms at each event (one value
+            per layer, so it is readable only for models with many layers; off by default).
         prefix: the logging namespace.
 
     Example::
@@ -49,19 +60,21 @@ class GradientNormMonitor(ProbeEventCallback):
         self,
         *,
         source: Literal["train", "probe"] = "train",
+        every_n_epochs: int | None = 1,
         every_n_steps: int | None = None,
         norm_type: float = 2.0,
         probe: Any = None,
         probe_size: int = 32,
         loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
-        log_histogram: bool = True,
+        log_histogram: bool = False,
         prefix: str = "grad_norm",
     ) -> None:
         self._class_targets = loss_fn is None  # a loss of your own may take any targets (regression values)
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
         if source not in SOURCES:
             raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}.")
+        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
         check_positive_int("every_n_steps", every_n_steps, allow_none=True)
         if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
             raise ValueError(f"norm_type must be a positive number or float('inf'), got {norm_type!r}.")
@@ -70,18 +83,20 @@ class GradientNormMonitor(ProbeEventCallback):
         if source == "train" and probe is not None:
             raise ValueError("probe= is only used with source='probe'; drop it or set source='probe'.")
         self.source = source
+        self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
         self.norm_type = float(norm_type)
         self.loss_fn = loss_fn
         self.log_histogram = log_histogram
         self.prefix = prefix
-        self._interval = every_n_steps or 1
         self._layer_names: list[str] = []
+        self._layer_tags: list[str] = []  # "<name>-<module class>": what the scalar tags carry
         self._owner: dict[nn.Parameter, int] = {}
 
     def _state_key_fields(self) -> dict[str, Any]:
         return dict(
             source=self.source,
+            every_n_epochs=self.every_n_epochs,
             every_n_steps=self.every_n_steps,
             norm_type=self.norm_type,
             probe_size=self.probe_size,
@@ -89,11 +104,6 @@ class GradientNormMonitor(ProbeEventCallback):
         )
 
     # ----------------------------------------------------------------------------------- hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit":
-            self._interval = self.every_n_steps or trainer.log_every_n_steps or 1
-
     @property
     def _start_runs_model(self) -> bool:  # type: ignore[override]
         return self.source == "probe"
@@ -103,6 +113,9 @@ class GradientNormMonitor(ProbeEventCallback):
 
     def _start(self, trainer: Any, pl_module: Any) -> None:
         self._layer_names, self._owner = parameter_owners(pl_module)
+        modules = dict(pl_module.named_modules())
+        self._layer_tags = [f"{name}-{type(modules.get(name, pl_module)).__name__}" for name in self._layer_names]
+        self._note_few_events(trainer)
         if self.source != "probe":
             return
         probe = self._prepare_probe(trainer, pl_module)
@@ -118,12 +131,43 @@ class GradientNormMonitor(ProbeEventCallback):
             self._event(trainer, lambda step: self._log(grads, groups, step))
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self.source == "train" and trainer.global_step % self._interval == 0:
+        if self.source == "train" and self._train_step_due(trainer):
             self._event(trainer, lambda step: self._log_train(trainer, optimizer, step))
 
     def _after_train_batch(self, trainer: Any, pl_module: Any) -> None:
-        if self.source == "probe" and trainer.global_step % self._interval == 0:
-            self._event(trainer, lambda step: self._log(*self._probe_gradients(pl_module), step))
+        if self.source == "probe":
+            super()._after_train_batch(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.source == "probe":
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+        self._log(*self._probe_gradients(pl_module), step)
+
+    # ---------------------------------------------------------------------------- the schedule
+    def _train_step_due(self, trainer: Any) -> bool:
+        """Whether the optimizer step about to run (``source="train"``) is an event."""
+        step = trainer.global_step
+        if step == 0 or (self.every_n_steps and step % self.every_n_steps == 0):
+            return True
+        if not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return False
+        progress = getattr(getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None), "batch_progress", None)
+        return bool(getattr(progress, "is_last_batch", False))  # the epoch's last optimizer step
+
+    def _note_few_events(self, trainer: Any) -> None:
+        """Say once, at fit start, when the run will log fewer than :data:`MIN_EVENTS` events."""
+        steps = _planned_event_steps(
+            trainer, every_n_epochs=self.every_n_epochs, every_n_steps=self.every_n_steps, after=self.source == "probe"
+        )
+        if steps is not None and len(steps) < MIN_EVENTS:
+            shown = ", ".join(map(str, sorted(steps)))
+            self._warn(
+                "few-events",
+                f"this run will log gradient norms at only {len(steps)} step(s) ({shown}), too few for a curve. "
+                "Set every_n_steps= (e.g. every_n_steps=1) for more points.",
+            )
 
     # ------------------------------------------------------------------------------- the event
     def _train_gradients(self, optimizer: Any) -> tuple[list[Tensor], list[int]]:
@@ -170,7 +214,7 @@ class GradientNormMonitor(ProbeEventCallback):
                 self._warn("nonfinite", f"gradients hold NaN or inf at step {step}; their norms are not logged.")
             return
         key = f"{self.prefix}/{self.source}"
-        scalars = {f"{key}/{self._layer_names[i]}": v for i, v in zip(present, host[:-1], strict=True)}
+        scalars = {f"{key}/{self._layer_tags[i]}": v for i, v in zip(present, host[:-1], strict=True)}
         scalars[f"{key}/total"] = host[-1]
         self._writer.scalars(scalars, step)
         if self.log_histogram:
@@ -188,3 +232,32 @@ def _unscales_in_step(optimizer: Any) -> bool:
     """Whether ``optimizer`` unscales AMP gradients inside its own ``step`` (Lightning then skips ``unscale_``)."""
     inner = getattr(optimizer, "optimizer", optimizer)  # Lightning may wrap it
     return bool(getattr(inner, "_step_supports_amp_scaling", False))
+
+
+def _planned_event_steps(
+    trainer: Any, *, every_n_epochs: int | None, every_n_steps: int | None, after: bool
+) -> set[int] | None:
+    """The steps a run will log at, from its planned length; ``None`` when the length is unknown or long.
+
+    ``after``: events come after the optimizer step (``source="probe"``: step k+1 ends epoch k's
+    last step) rather than before it (``source="train"``: step k is read before the k+1-th update).
+    """
+    try:
+        total = trainer.estimated_stepping_batches
+    except Exception:  # noqa: BLE001 - e.g. a dataloader without a length: nothing to predict
+        return None
+    epochs = getattr(trainer, "max_epochs", None)
+    if not isinstance(total, int) and not (isinstance(total, float) and math.isfinite(total)):
+        return None
+    total = int(total)
+    if total > 10_000:
+        return None  # long enough for any schedule that logs at all to give several points
+    steps = {0}
+    if every_n_steps:
+        steps.update(range(every_n_steps, total + (1 if after else 0), every_n_steps))
+    if every_n_epochs and epochs and epochs > 0 and total:
+        per_epoch = total / epochs
+        for epoch in range(every_n_epochs, epochs + 1, every_n_epochs):
+            end = min(total, round(epoch * per_epoch))
+            steps.add(end if after else end - 1)
+    return steps

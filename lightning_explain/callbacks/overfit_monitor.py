@@ -286,7 +286,10 @@ class OverfitMonitor(ScheduledProbeCallback):
         for name, probe in probes.items():
             k = self.image_samples
             reading = readings[name]
-            image = render_explanation_grid(probe.inputs[:k], reading.maps[:k], correct=reading.correct[:k])
+            labels = None if probe.targets is None else [f"LABEL {t}" for t in probe.targets[:k].tolist()]
+            title = f"{name} probe saliency  step {step}"
+            maps, correct = reading.maps[:k], reading.correct[:k]
+            image = render_explanation_grid(probe.inputs[:k], maps, correct=correct, labels=labels, title=title)
             self._writer.image(f"{self.prefix}/{name}_saliency", image.cpu().numpy(), step)
 
     # ------------------------------------------------------------------------------ checkpoint

@@ -31,7 +31,7 @@ PROG = "lightning-explain"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lightning-explain`` command and its subcommands."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{timelapse,summary,report}")
 
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="animated GIF and contact sheet of each image tag",
         description="Write an animated GIF and a contact-sheet PNG of how each image tag (default: explain/*) "
         "evolved, every frame stamped with its step. One tag: OUT and <OUT stem>_sheet.png. Several tags: "
-        "<OUT stem>_<tag>.gif and <OUT stem>_<tag>_sheet.png, with '/' in the tag written as '_'.",
+        "<OUT stem>_<name>.gif and <OUT stem>_<name>_sheet.png, <name> being the tag without the parts all "
+        "the tags share (explain/saliency: saliency).",
     )
     tl.add_argument("-o", "--output", default="timelapse.gif", metavar="OUT", help="GIF path (default: timelapse.gif)")
     tl.add_argument("--fps", type=float, default=4.0, help="GIF frames per second (default: 4)")
@@ -116,7 +117,7 @@ def _run_timelapse(args: argparse.Namespace, progress: bool) -> None:
         series = data.image_series(tag)
         series = [series[i] for i in tl.evenly_spaced(len(series), args.max_frames)]
         frames = [tl.stamp(tl.decode(png), f"{tag}  step {step}") for step, png in series]
-        gif_path, sheet_path = tl.output_paths(out, tag, len(tags))
+        gif_path, sheet_path = tl.output_paths(out, tag, tags)
         tl.write_gif(frames, gif_path, fps=args.fps)
         picked = [frames[i] for i in tl.evenly_spaced(len(frames), args.sheet_frames)]
         tl.contact_sheet(picked, columns=args.columns).save(sheet_path)

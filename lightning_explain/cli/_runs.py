@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,8 +79,17 @@ def find_runs(logdir: str | os.PathLike) -> list[Run]:
 
 
 def select_runs(runs: list[Run], pattern: str | None) -> list[Run]:
-    """The newest run when ``pattern`` is None, else every run whose name matches the glob ``pattern``."""
+    """The newest run when ``pattern`` is None, else every run whose name matches the glob ``pattern``.
+
+    Choosing the newest of several runs is said on stderr, so a new run in the folder never switches
+    the output silently.
+    """
     if pattern is None:
+        if len(runs) > 1:
+            others = ", ".join(r.name for r in runs[:-1])
+            newest = runs[-1].name
+            print(f"{len(runs)} runs found; reading the newest, {newest} (others: {others}; choose with --run GLOB)",
+                  file=sys.stderr)  # fmt: skip
         return [runs[-1]]
     chosen = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern)]
     if not chosen:

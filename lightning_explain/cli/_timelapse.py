@@ -93,15 +93,21 @@ def contact_sheet(frames: list, *, columns: int | None = None, gap: int = 4):
     return sheet
 
 
-def output_paths(out: Path, tag: str, n_tags: int) -> tuple[Path, Path]:
+def output_paths(out: Path, tag: str, tags: list[str]) -> tuple[Path, Path]:
     """Where a tag's GIF and contact sheet go.
 
-    One tag: ``out`` itself and ``<stem>_sheet.png`` beside it. Several tags: ``<stem>_<tag>.gif`` and
-    ``<stem>_<tag>_sheet.png``, with every character of the tag other than letters, digits, ``-`` and ``.``
-    replaced by ``_`` (``explain/grad_cam`` becomes ``explain_grad_cam``).
+    One tag: ``out`` itself and ``<stem>_sheet.png`` beside it. Several tags: ``<stem>_<name>.gif`` and
+    ``<stem>_<name>_sheet.png``, where ``<name>`` is the tag without the leading ``/``-separated parts all
+    the tags share (``explain/grad_cam`` and ``explain/saliency`` give ``grad_cam`` and ``saliency``), with
+    every character other than letters, digits, ``-`` and ``.`` replaced by ``_``.
     """
     stem = out.with_suffix("")
-    if n_tags > 1:
-        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in tag)
+    if len(tags) > 1:
+        parts = [t.split("/") for t in tags]
+        shared = 0
+        while all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+            shared += 1
+        name = "/".join(tag.split("/")[shared:])
+        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in name)
         stem = stem.with_name(f"{stem.name}_{safe}")
     return stem.with_suffix(".gif"), stem.with_name(f"{stem.name}_sheet.png")
