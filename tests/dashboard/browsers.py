@@ -64,6 +64,22 @@ class ChromiumPage:
     def click(self, css: str, dx: float = 0, dy: float = 0) -> None:
         from selenium.webdriver.common.action_chains import ActionChains
 
+        # WebDriver offsets count from the element's in-view centre (the middle of its visible part), not from
+        # the middle of the whole element: bring the target point to the middle of the viewport, then measure.
+        dx, dy = self.run(
+            """const el = document.querySelector(arguments[0]);
+            let r = el.getBoundingClientRect();
+            window.scrollBy(r.left + r.width / 2 + arguments[1] - innerWidth / 2,
+                            r.top + r.height / 2 + arguments[2] - innerHeight / 2);
+            r = el.getBoundingClientRect();
+            const x = r.left + r.width / 2 + arguments[1], y = r.top + r.height / 2 + arguments[2];
+            const left = Math.max(r.left, 0), right = Math.min(r.right, innerWidth);
+            const top = Math.max(r.top, 0), bottom = Math.min(r.bottom, innerHeight);
+            return [x - (left + right) / 2, y - (top + bottom) / 2];""",
+            css,
+            dx,
+            dy,
+        )
         element = self.driver.find_element("css selector", css)
         ActionChains(self.driver).move_to_element_with_offset(element, int(dx), int(dy)).click().perform()
 
