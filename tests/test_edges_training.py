@@ -174,8 +174,14 @@ def test_a_probe_from_an_iterable_training_stream_does_not_advance_its_generator
 
 # ------------------------------------------------------------------------------------------- a full disk
 def fail_large_records(monkeypatch, limit: int = 2000):
-    """Writes of event records above ``limit`` bytes raise ENOSPC: a disk with room for scalars only."""
+    """Writes of event records above ``limit`` bytes raise ENOSPC: a disk with room for scalars only.
+
+    Both writers meet the same disk: TensorBoard's ``RecordWriter`` (the logger's) and the raw file of the
+    callbacks' own event file.
+    """
     from tensorboard.summary.writer import record_writer
+
+    import lightning_explain.callbacks._event_file as event_file_module
 
     original = record_writer.RecordWriter.write
 
@@ -184,7 +190,20 @@ def fail_large_records(monkeypatch, limit: int = 2000):
             raise OSError(errno.ENOSPC, "No space left on device")
         original(self, data)
 
+    class SmallWritesOnly:
+        def __init__(self, file: Any) -> None:
+            self.file = file
+
+        def write(self, data: bytes) -> int:
+            if len(data) > limit:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.file, name)
+
     monkeypatch.setattr(record_writer.RecordWriter, "write", write)
+    monkeypatch.setattr(event_file_module, "open", lambda *a, **k: SmallWritesOnly(open(*a, **k)), raising=False)
 
 
 def test_a_full_disk_under_tensorboard_never_breaks_the_loggers_own_writer(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lightning_explain._tfrecord import frame_record
 from lightning_explain.png import image_summary
 
 _COUNTER = itertools.count()
@@ -37,7 +38,6 @@ class EventFile:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._file: Any = None
-        self._records: Any = None
         self._lock = threading.Lock()
 
     def add_summary(self, summary: Any, step: int) -> None:
@@ -55,21 +55,18 @@ class EventFile:
             if self._file is not None:
                 with contextlib.suppress(OSError):
                     self._file.close()
-            self._file = self._records = None
+            self._file = None
 
     def _open(self, event_type: Any) -> None:
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
         os.makedirs(self.directory, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_COUNTER)}"
         path = os.path.join(self.directory, f"{name}.lightning_explain")
         self._file = open(path, "wb", buffering=0)  # unbuffered: a failure shows in the write that caused it
-        self._records = RecordWriter(self._file)
         try:
             self._append(event_type(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
         except Exception:
             self._file.close()
-            self._file = self._records = None
+            self._file = None
             with contextlib.suppress(OSError):
                 os.remove(path)
             raise
@@ -77,7 +74,7 @@ class EventFile:
     def _append(self, record: bytes) -> None:
         offset = self._file.tell()
         try:
-            self._records.write(record)
+            self._file.write(frame_record(record))  # TensorBoard's RecordWriter checksums in pure Python
         except Exception:
             with contextlib.suppress(OSError):  # cut the torn record off; truncating frees space, so it works
                 self._file.truncate(offset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -10,7 +11,7 @@ from tensorboard.backend.event_processing.event_file_loader import RawEventFileL
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tensorboard_crc
 from torch.utils.tensorboard import SummaryWriter
 
-from lightning_explain._tfrecord import RecordTail, masked_crc32c
+from lightning_explain._tfrecord import RecordTail, frame_record, masked_crc32c
 from lightning_explain.cli._runs import find_runs, read_run
 
 
@@ -23,6 +24,24 @@ def frame(data: bytes) -> bytes:
 @pytest.mark.parametrize("data", [b"", b"a", struct.pack("<Q", 12345), bytes(range(256)) * 3])
 def test_masked_crc32c_is_tensorboards(data):
     assert masked_crc32c(data) == tensorboard_crc(data)
+
+
+@pytest.mark.parametrize("length", [511, 512, 513, 4096, 4097, 65 * 64 + 3, 100_003])
+def test_the_vectorised_crc_of_long_records_is_tensorboards(length):
+    data = random.Random(length).randbytes(length)  # lengths around the lane size, the cut-over and powers of two
+    assert masked_crc32c(data) == tensorboard_crc(data)
+    assert masked_crc32c(bytes(length)) == tensorboard_crc(bytes(length))
+
+
+def test_frame_record_is_what_tensorboards_record_writer_writes():
+    import io
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    data = random.Random(0).randbytes(3000)
+    buffer = io.BytesIO()
+    RecordWriter(buffer).write(data)
+    assert frame_record(data) == buffer.getvalue() == frame(data)
 
 
 def test_same_records_as_tensorboards_reader(dashboard_logdir):
