@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())))
     print(f"Explanations, gradient norms and curves are in {Path(logger.log_dir).resolve()}")
     print(f"See them with:  tensorboard --logdir {args.logdir} --samples_per_plugin images=1000")
-    print("then open http://localhost:6006/#images (drag a card's slider through the steps; Scalars for the curves)")
+    print("then open http://localhost:6006/#lightning_explain (the Explain tab: one slider for every method,")
+    print("click a sample to follow it through the run) or #images (one card per method; Scalars for the curves)")
     return metrics
 
 
