@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/bench_X.py` from anyw
     sys.path.insert(0, str(ROOT))
 
 from lightning_explain.callbacks._log_writer import PNG_METADATA_KEY, LogWriter  # noqa: E402
-from lightning_explain.png import encode_png  # noqa: E402
-from lightning_explain.probe import Probe  # noqa: E402
+from lightning_explain.callbacks.probe import Probe  # noqa: E402
+from lightning_explain.render.png import encode_png  # noqa: E402
 
 
 def parser(description: str) -> argparse.ArgumentParser:

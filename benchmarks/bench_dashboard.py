@@ -23,8 +23,8 @@ from _common import interleaved, parser, report, setup
 
 from lightning_explain.dashboard._events import LogdirReader
 from lightning_explain.dashboard._index import run_index
-from lightning_explain.png import encode_png, image_summary
-from lightning_explain.rendering import grid_metadata, render_explanation_grid
+from lightning_explain.render.grids import grid_metadata, render_explanation_grid
+from lightning_explain.render.png import encode_png, image_summary
 
 
 def write_run(path: Path, steps: int, methods: int) -> int:

@@ -2,7 +2,7 @@
 
 Trains the memorisation and clean scenarios of ``examples/overfitting.py`` once per seed, records
 after every epoch the per-sample loss and correctness of all 512 validation images and the
-training probe's loss and accuracy, then replays :class:`~lightning_explain.overfit_detector.OverfitDetector`
+training probe's loss and accuracy, then replays :class:`~lightning_explain.overfit.detector.OverfitDetector`
 (the monitor's defaults) on the first 128, 256 and 512 validation samples. Prints, per run, the
 epoch of the smoothed validation-loss minimum, where ``EarlyStopping(patience=3)`` would stop, and
 the epoch of the first overfitting alert for each probe size. First it prints what an event costs
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lightning_explain.overfit_detector import EventSignals, OverfitDetector  # noqa: E402
+from lightning_explain.overfit.detector import EventSignals, OverfitDetector  # noqa: E402
 
 
 def load_example():
@@ -110,7 +110,7 @@ def run(example, scenario: str, seed: int, epochs: int, sizes: list[int]) -> dic
 def event_cost(example, repeats: int = 5) -> float:
     """Prints and returns how many training samples an event costs: the two probes' passes (512 samples each,
     ``read_probe`` and ``compare_probes``) against training steps of batch 32 on the example's CNN, interleaved."""
-    from lightning_explain.overfit_signals import compare_probes, read_probe
+    from lightning_explain.overfit.signals import compare_probes, read_probe
 
     train, val = example.make_data("shortcut", 0)
     model = example.ShapesClassifier()

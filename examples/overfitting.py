@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_explain import OverfitMonitor
 from lightning_explain.attribution import saliency
-from lightning_explain.png import encode_png
-from lightning_explain.rendering import render_explanation_grid
+from lightning_explain.render.grids import render_explanation_grid
+from lightning_explain.render.png import encode_png
 from lightning_explain.synthetic import MARKER_SIZE, make_shapes
 
 SCENARIOS = {

@@ -6,7 +6,7 @@ import pytest
 import torch
 from toy_models import MLP, ResidualCNN, assert_model_unchanged, assert_no_hooks, snapshot_model, warm_batchnorm
 
-from lightning_explain.attribution.activation_maximization import activation_maximization, total_variation
+from lightning_explain.analysis.activation_maximization import activation_maximization, total_variation
 
 
 def channel_activation(model, layer, images, channels):

@@ -16,7 +16,8 @@ from captum.attr import LayerGradCam, Saliency
 from torch import Tensor, nn
 from toy_models import MLP, ResidualCNN, SingleScoreCNN, TinyCNN, warm_batchnorm
 
-from lightning_explain.attribution import GRADIENT_METHODS, _pass, explain, find_target_layer, grad_cam, saliency
+from lightning_explain.attribution import GRADIENT_METHODS, explain, find_target_layer, grad_cam, saliency
+from lightning_explain.core import gradients as _pass
 
 N, H, W = 4, 16, 16
 SEED = 5  # with this seed both toy models predict more than one class on the inputs below

@@ -10,7 +10,6 @@ from toy_models import MLP, ResidualCNN, warm_batchnorm
 from lightning_explain.attribution import (
     METHOD_OPTIONS,
     METHODS,
-    _pass,
     compute_explanation,
     explain,
     feature_maps,
@@ -23,6 +22,7 @@ from lightning_explain.attribution import (
     saliency,
     smoothgrad,
 )
+from lightning_explain.core import gradients as _pass
 
 N, H, W = 4, 16, 16
 OPTIONS = {

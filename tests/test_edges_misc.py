@@ -27,7 +27,7 @@ def fit(tmp_path, callbacks, model=None, data=None, logger=None, **kwargs):
 # ------------------------------------------------------------------------------------------ 6. and also
 def test_the_overfit_monitor_survives_a_backward_that_refuses_retain_graph(tmp_path, monkeypatch):
     """What a compiled submodule with donated buffers (torch.compile) raises for retain_graph=True."""
-    import lightning_explain.overfit_signals as signals
+    import lightning_explain.overfit.signals as signals
 
     original = torch.autograd.grad
 

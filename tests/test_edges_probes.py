@@ -19,8 +19,8 @@ from lightning_explain import (
     SanityCheckCallback,
 )
 from lightning_explain._compat import MisconfigurationException
-from lightning_explain.attribution.sanity_check import sanity_check
-from lightning_explain.probe import select_probe
+from lightning_explain.analysis.sanity_check import sanity_check
+from lightning_explain.callbacks.probe import select_probe
 
 
 def fit(tmp_path, callbacks, model=None, data=None, logger=None, **kwargs):

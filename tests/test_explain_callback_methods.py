@@ -15,7 +15,7 @@ from PIL import Image
 import lightning_explain.callbacks.explain_callback as explain_module
 from lightning_explain import ExplainCallback
 from lightning_explain.attribution import METHODS, explain
-from lightning_explain.rendering import COLORMAPS, render_feature_maps
+from lightning_explain.render.grids import COLORMAPS, render_feature_maps
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
 

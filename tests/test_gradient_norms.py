@@ -1,4 +1,4 @@
-"""Tests for lightning_explain.gradient_norms: layer ownership, grouped norms and probe-loss gradients."""
+"""Tests for lightning_explain.analysis.gradient_norms: layer ownership, grouped norms and probe-loss gradients."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_explain.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
+from lightning_explain.analysis.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
 
 # --- parameter_owners -------------------------------------------------------------------------------------------------
 

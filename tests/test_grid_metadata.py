@@ -14,8 +14,8 @@ from PIL import Image
 
 from lightning_explain import ExplainCallback
 from lightning_explain.callbacks._log_writer import PNG_METADATA_KEY
-from lightning_explain.png import encode_png, png_text
-from lightning_explain.rendering import grid_boxes, render_explanation_grid, tile_grid
+from lightning_explain.render.grids import grid_boxes, render_explanation_grid, tile_grid
+from lightning_explain.render.png import encode_png, png_text
 
 
 def test_png_text_round_trips_and_other_readers_see_it():

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from lightning_explain import _annotate, _font
-from lightning_explain.rendering import (
+from lightning_explain.render import _annotate, _font
+from lightning_explain.render.grids import (
     CELL_PAD,
     PANEL_GAP,
     apply_colormap,

@@ -11,7 +11,7 @@ from lit_helpers import loaders, read_tensorboard
 from test_namespaces import NAMESPACES, cnn_class, namespace
 
 from lightning_explain import ExplainCallback, GradientNormMonitor
-from lightning_explain.probe import default_unpack_batch
+from lightning_explain.callbacks.probe import default_unpack_batch
 
 pytest.importorskip("jsonargparse")
 
@@ -25,7 +25,7 @@ EXPLAIN = {
         "layer": "features.2",
         "target": "predicted",
         "colormap": "viridis",
-        "unpack_batch": "lightning_explain.probe.default_unpack_batch",
+        "unpack_batch": "lightning_explain.callbacks.probe.default_unpack_batch",
     },
 }
 MONITOR = {

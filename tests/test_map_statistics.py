@@ -1,4 +1,4 @@
-"""Tests for lightning_explain.map_statistics against independent (NumPy / brute-force) references."""
+"""Tests for lightning_explain.analysis.map_statistics against independent (NumPy / brute-force) references."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_explain.map_statistics import average_ranks, pearson, spearman, top_mass
+from lightning_explain.analysis.map_statistics import average_ranks, pearson, spearman, top_mass
 
 
 def _brute_average_ranks(row: list[float]) -> list[float]:

@@ -1,4 +1,4 @@
-"""Tests for lightning_explain.overfit_detector: the alert rules, on hand-built event sequences."""
+"""Tests for lightning_explain.overfit.detector: the alert rules, on hand-built event sequences."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from stats_by_hand import paired_t
 
-from lightning_explain.overfit_detector import ALERT_KINDS, Alert, EventSignals, OverfitDetector, cross_fitted_rise
+from lightning_explain.overfit.detector import ALERT_KINDS, Alert, EventSignals, OverfitDetector, cross_fitted_rise
 
 N = 64  # samples in the validation probe
 

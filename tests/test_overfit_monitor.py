@@ -14,7 +14,7 @@ from lit_helpers import LitCNN, RecordingLogger, loaders, make_images, read_tens
 
 from lightning_explain import OverfitMonitor
 from lightning_explain._compat import MisconfigurationException
-from lightning_explain.overfit_detector import Alert
+from lightning_explain.overfit.detector import Alert
 
 CORE_SCALARS = [
     "train_loss",

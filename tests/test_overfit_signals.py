@@ -1,4 +1,4 @@
-"""Tests for lightning_explain.overfit_signals against direct autograd computations and hand-computed values."""
+"""Tests for lightning_explain.overfit.signals against direct autograd computations and hand-computed values."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from stats_by_hand import paired_t
 from torch import nn
 
 from lightning_explain.attribution import saliency
-from lightning_explain.overfit_signals import (
+from lightning_explain.overfit.signals import (
     explanation_drift,
     explanation_gap,
     gradient_alignment,

@@ -11,7 +11,7 @@ import pytest
 from lit_helpers import read_tensorboard
 from PIL import Image
 
-from lightning_explain.png import encode_png, image_summary
+from lightning_explain.render.png import encode_png, image_summary
 
 
 def decode(png: bytes) -> np.ndarray:

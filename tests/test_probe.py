@@ -1,4 +1,4 @@
-"""Tests for lightning_explain.probe: choosing a fixed probe batch without disturbing training."""
+"""Tests for lightning_explain.callbacks.probe: choosing a fixed probe batch without disturbing training."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-from lightning_explain.probe import (
+from lightning_explain.callbacks.probe import (
     Probe,
     check_probe_argument,
     default_unpack_batch,
@@ -203,7 +203,7 @@ def test_unpack_dict_without_targets_or_with_float_targets():
 def test_a_dict_with_an_unknown_label_key_gets_a_one_time_note(tmp_path):
     import warnings
 
-    from lightning_explain import probe as probe_module
+    from lightning_explain.callbacks import probe as probe_module
 
     probe_module._noted_key_sets.clear()
     x, cls = torch.randn(3, 2), torch.tensor([0, 1, 2])

@@ -124,7 +124,7 @@ def test_quiet_steps_do_no_tensor_work_and_no_host_sync(tmp_path, monkeypatch):
 
 def test_the_recorder_counts_package_calls_and_ignores_others():
     """The frame check behind the test above: calls from package code are recorded, the test's are not."""
-    from lightning_explain.map_statistics import top_mass
+    from lightning_explain.analysis.map_statistics import top_mass
 
     recorder = PackageTorchCalls(SimpleNamespace(global_step=7))
     with recorder:

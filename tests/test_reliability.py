@@ -286,7 +286,7 @@ def _same_arguments(callback):
 
 
 def test_a_checkpoint_of_version_0_1_0_with_previous_maps_still_resumes_the_change_series():
-    from lightning_explain.map_statistics import average_ranks
+    from lightning_explain.analysis.map_statistics import average_ranks
 
     maps = torch.rand(2, 4, 4)
     callback = ExplainCallback()

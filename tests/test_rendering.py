@@ -1,4 +1,4 @@
-"""Tests for lightning_explain.rendering: colour scales, colormaps, overlays and grids."""
+"""Tests for lightning_explain.render.grids: colour scales, colormaps, overlays and grids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lightning_explain.rendering import (
+from lightning_explain.render.grids import (
     COLORMAPS,
     apply_colormap,
     colormap_table,

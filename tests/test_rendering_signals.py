@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_explain.rendering_signals import (
+from lightning_explain.render.signals import (
     CHAR_WIDTH,
     TEXT_HEIGHT,
     render_feature_bars,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from lit_helpers import make_images
 from toy_models import ResidualCNN, TinyCNN, assert_model_unchanged, assert_no_hooks, snapshot_model, warm_batchnorm
 
-from lightning_explain.attribution.sanity_check import (
+from lightning_explain.analysis.sanity_check import (
     SanityCheckResult,
     randomisable_layers,
     randomise_layer,

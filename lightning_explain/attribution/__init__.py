@@ -5,11 +5,15 @@ Every function computes in eval mode and leaves the model exactly as it found it
 works under ``torch.no_grad()`` and ``torch.inference_mode()``. Maps are float32
 ``(N, H, W)`` at input resolution; input-space methods take ``reduce=None`` for the
 per-channel attribution ``(N, C, H, W)``.
+
+``sanity_check``, ``SanityCheckResult``, ``activation_maximization`` and ``total_variation`` moved to
+:mod:`lightning_explain.analysis`; the names here still work (looked up on first use).
 """
 
-from lightning_explain.attribution._layers import find_target_layer, resolve_layer
+import importlib
+from typing import Any
+
 from lightning_explain.attribution._reduce import REDUCTIONS
-from lightning_explain.attribution.activation_maximization import activation_maximization, total_variation
 from lightning_explain.attribution.explain import (
     GRADIENT_METHODS,
     METHOD_OPTIONS,
@@ -27,8 +31,8 @@ from lightning_explain.attribution.guided_grad_cam import guided_grad_cam
 from lightning_explain.attribution.integrated_gradients import INTEGRATION_RULES, integrated_gradients
 from lightning_explain.attribution.occlusion import occlusion
 from lightning_explain.attribution.saliency import saliency
-from lightning_explain.attribution.sanity_check import SanityCheckResult, sanity_check
 from lightning_explain.attribution.smoothgrad import smoothgrad
+from lightning_explain.core.layers import find_target_layer, resolve_layer
 
 __all__ = [
     "GRADIENT_METHODS",
@@ -37,8 +41,6 @@ __all__ = [
     "METHOD_OPTIONS",
     "REDUCTIONS",
     "Explanation",
-    "SanityCheckResult",
-    "activation_maximization",
     "compute_explanation",
     "explain",
     "feature_maps",
@@ -52,8 +54,15 @@ __all__ = [
     "occlusion",
     "resolve_layer",
     "saliency",
-    "sanity_check",
     "smoothgrad",
     "token_grad_cam",
-    "total_variation",
 ]
+
+_MOVED_TO_ANALYSIS = ("SanityCheckResult", "activation_maximization", "sanity_check", "total_variation")
+
+
+def __getattr__(name: str) -> Any:
+    """The names that moved to :mod:`lightning_explain.analysis`, imported on first use (no import cycle)."""
+    if name in _MOVED_TO_ANALYSIS:
+        return getattr(importlib.import_module("lightning_explain.analysis"), name)
+    raise AttributeError(f"module 'lightning_explain.attribution' has no attribute {name!r}")

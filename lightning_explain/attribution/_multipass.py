@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_explain.attribution._pass import explanation_mode
-from lightning_explain.attribution._targets import TargetSpec, select_targets
+from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.targets import TargetSpec, select_targets
 
 DEFAULT_CHUNK_SIZE = 64
 """Inputs per forward pass for integrated gradients, SmoothGrad and occlusion."""

@@ -9,11 +9,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec, resolve_layer
 from lightning_explain.attribution._multipass import check_chunk_size, forward_logits
-from lightning_explain.attribution._pass import check_inputs, gradient_pass
 from lightning_explain.attribution._reduce import check_reduce, reduce_channels
-from lightning_explain.attribution._targets import TargetSpec
 from lightning_explain.attribution.feature_attribution import tokens_to_grid
 from lightning_explain.attribution.feature_maps import capture_activations
 from lightning_explain.attribution.grad_cam import grad_cam_from_activation
@@ -23,6 +20,9 @@ from lightning_explain.attribution.guided_grad_cam import guided_grad_cam_from
 from lightning_explain.attribution.integrated_gradients import integrated_gradients, integration_points
 from lightning_explain.attribution.occlusion import check_window, occlusion
 from lightning_explain.attribution.smoothgrad import check_noise_options, smoothgrad
+from lightning_explain.core.gradients import check_inputs, gradient_pass
+from lightning_explain.core.layers import LayerSpec, resolve_layer
+from lightning_explain.core.targets import TargetSpec
 
 METHODS = (
     "saliency",

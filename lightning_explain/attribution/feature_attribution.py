@@ -14,10 +14,10 @@ import math
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec, resolve_layer
-from lightning_explain.attribution._pass import check_inputs, gradient_pass
-from lightning_explain.attribution._targets import TargetSpec
 from lightning_explain.attribution.grad_cam import grad_cam_from_activation
+from lightning_explain.core.gradients import check_inputs, gradient_pass
+from lightning_explain.core.layers import LayerSpec, resolve_layer
+from lightning_explain.core.targets import TargetSpec
 
 
 def check_feature_inputs(inputs: object) -> Tensor:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec, resolve_layer
 from lightning_explain.attribution._multipass import check_logits
-from lightning_explain.attribution._pass import check_inputs, explanation_mode
+from lightning_explain.core.gradients import check_inputs, explanation_mode
+from lightning_explain.core.layers import LayerSpec, resolve_layer
 
 
 def capture_activations(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module]) -> tuple[Tensor, dict]:
@@ -50,7 +50,7 @@ def feature_maps(
 ) -> Tensor | dict[str, Tensor]:
     """The output of one or several layers for ``inputs``, in eval mode, as float32.
 
-    Render them with :func:`lightning_explain.rendering.render_feature_maps` (one row per
+    Render them with :func:`lightning_explain.render.grids.render_feature_maps` (one row per
     sample, one tile per channel). Inside :func:`~lightning_explain.attribution.explain` the
     feature maps are those of Grad-CAM's layer, taken from the shared pass.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.targets import TargetSpec
 
 
 def check_spatial_inputs(inputs: Tensor) -> None:

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.targets import TargetSpec
 
 EPS = 1e-6
 """Added to the denominator of ``alpha``, as pytorch-grad-cam's ``GradCAMPlusPlus`` does."""

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 from torch import Tensor, autograd, nn
 
-from lightning_explain.attribution._pass import GradientPass, gradient_pass
 from lightning_explain.attribution._reduce import Reduce
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.gradients import GradientPass, gradient_pass
+from lightning_explain.core.targets import TargetSpec
 
 
 class _PositiveGradient(autograd.Function):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec
 from lightning_explain.attribution._reduce import Reduce, reduce_channels
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.targets import TargetSpec
 
 
 def guided_grad_cam_from(guided_grad: Tensor, cam: Tensor, reduce: Reduce) -> Tensor:

@@ -14,9 +14,9 @@ from lightning_explain.attribution._multipass import (
     forward_logits,
     repeat_targets,
 )
-from lightning_explain.attribution._pass import check_inputs, gradient_pass
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.gradients import check_inputs, gradient_pass
+from lightning_explain.core.targets import TargetSpec
 
 INTEGRATION_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 """Quadrature rules along the path, with the same points and weights as Captum's ``method=`` choices."""

@@ -17,9 +17,9 @@ from lightning_explain.attribution._multipass import (
     repeat_targets,
     target_outputs,
 )
-from lightning_explain.attribution._pass import check_inputs, explanation_mode
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.gradients import check_inputs, explanation_mode
+from lightning_explain.core.targets import TargetSpec
 
 
 def check_window(window: object, stride: object) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from lightning_explain.attribution._reduce import Reduce
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.targets import TargetSpec
 
 
 def saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce: Reduce = "max_abs") -> Tensor:

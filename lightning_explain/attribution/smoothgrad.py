@@ -12,9 +12,9 @@ from lightning_explain.attribution._multipass import (
     forward_logits,
     repeat_targets,
 )
-from lightning_explain.attribution._pass import check_inputs, gradient_pass
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
-from lightning_explain.attribution._targets import TargetSpec
+from lightning_explain.core.gradients import check_inputs, gradient_pass
+from lightning_explain.core.targets import TargetSpec
 
 
 def noise_scale(inputs: Tensor, noise: float) -> Tensor:

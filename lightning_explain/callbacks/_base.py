@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from lightning_explain._compat import CALLBACK_BASES, MisconfigurationException
-from lightning_explain._rng import preserved_global_rng
 from lightning_explain.callbacks._fit_start import FitStartChecks
 from lightning_explain.callbacks._log_writer import LogWriter, WarnOnce
-from lightning_explain.probe import Probe, UnpackBatch, check_probe_argument
+from lightning_explain.callbacks.probe import Probe, UnpackBatch, check_probe_argument
+from lightning_explain.core.rng import preserved_global_rng
 
 SHARDED_STRATEGIES = ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAFSDPStrategy")
 """Strategies that shard parameters across ranks; the callbacks refuse them at setup."""

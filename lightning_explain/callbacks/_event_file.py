@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lightning_explain._tfrecord import frame_record
-from lightning_explain.png import image_summary
+from lightning_explain.render.png import image_summary
 
 _COUNTER = itertools.count()
 _SHARED: dict[str, list] = {}  # directory -> [EventFile, users]: the callbacks of one run share one file

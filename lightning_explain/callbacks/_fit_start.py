@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from lightning_explain._compat import MisconfigurationException
-from lightning_explain.probe import Probe, draws_from_its_own_stream, probe_loader, select_probe
+from lightning_explain.callbacks.probe import Probe, draws_from_its_own_stream, probe_loader, select_probe
 
 WRAPPED_ERRORS = (RuntimeError, IndexError, TypeError, KeyError, AttributeError)
 """What PyTorch raises for a probe the model cannot take (shape, dtype, arguments, outputs, labels)."""

@@ -33,7 +33,7 @@ from lightning_explain._compat import (
     rank_zero_warn,
 )
 from lightning_explain.callbacks._event_file import TensorBoardFile, write_whole
-from lightning_explain.png import encode_png
+from lightning_explain.render.png import encode_png
 
 PNG_METADATA_KEY = "lightning-explain"
 """The PNG ``tEXt`` keyword under which :meth:`LogWriter.image` stores an image's metadata (JSON)."""
@@ -91,7 +91,7 @@ class _TensorBoardSink(_Sink):
         self._file = TensorBoardFile(logger)
 
     def image(self, tag: str, image: np.ndarray, png: Callable[[], bytes], step: int) -> None:
-        """PNG-encoded by :func:`lightning_explain.png.encode_png` (PIL's default in ``add_image`` is 7x slower)."""
+        """PNG-encoded by :func:`~lightning_explain.render.png.encode_png` (7x faster than PIL in ``add_image``)."""
         self._file.image(tag, image, png, step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from lightning_explain._compat import MisconfigurationException
-from lightning_explain.overfit_signals import PROBES, ProbeReading
-from lightning_explain.probe import Probe
+from lightning_explain.callbacks.probe import Probe
+from lightning_explain.overfit.signals import PROBES, ProbeReading
 
 
 def labelled_probe(given: Probe, source: str, *, has_masks: bool) -> Probe:

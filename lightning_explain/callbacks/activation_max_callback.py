@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import resolve_layer
-from lightning_explain.attribution.activation_maximization import MAX_STEPS, activation_maximization
+from lightning_explain.analysis.activation_maximization import MAX_STEPS, activation_maximization
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
-from lightning_explain.rendering import display_images, tile_grid
+from lightning_explain.core.layers import resolve_layer
+from lightning_explain.render.grids import display_images, tile_grid
 
 
 class ActivationMaximizationCallback(ScheduledProbeCallback):
@@ -21,7 +21,7 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
 
     At a baseline event before the first optimizer step, then every ``every_n_epochs`` epochs
     and/or ``every_n_steps`` steps, on global rank zero,
-    :func:`lightning_explain.attribution.activation_maximization` runs for ``steps`` steps from
+    :func:`lightning_explain.analysis.activation_maximization` runs for ``steps`` steps from
     the same seeded noise (so images of successive events differ only because the model
     changed), and ``{prefix}/{layer}`` gets one image: a row of the optimised inputs, one per
     channel, each normalised to its own range. The model is left exactly as found and no random
@@ -33,7 +33,7 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         channels: channel indices of the layer's output to visualise.
         input_shape: one input's shape ``(C, H, W)``; ``None`` = the probe's.
         steps: optimisation steps per event, from 1 to
-            :data:`lightning_explain.attribution.activation_maximization.MAX_STEPS`.
+            :data:`lightning_explain.analysis.activation_maximization.MAX_STEPS`.
         lr: Adam's learning rate.
         tv_weight: total-variation penalty weight.
         l2_weight: L2 penalty weight.

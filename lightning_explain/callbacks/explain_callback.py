@@ -8,12 +8,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from lightning_explain._annotate import sample_labels
+from lightning_explain.analysis.map_statistics import average_ranks, pearson, top_mass
 from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.explain import check_methods, check_options
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
-from lightning_explain.map_statistics import average_ranks, pearson, top_mass
-from lightning_explain.rendering import (
+from lightning_explain.render._annotate import sample_labels
+from lightning_explain.render.grids import (
     COLOR_SCALES,
     COLORMAPS,
     grid_metadata,
@@ -36,7 +36,7 @@ class ExplainCallback(ScheduledProbeCallback):
       and the heatmap over the input, under a bar that gives the true class (when the probe has
       labels), the predicted class and its probability, green where the prediction is right and
       red where it is wrong; a header gives the method, the step and the colour scale (see
-      :func:`lightning_explain.rendering.render_explanation_grid`);
+      :func:`lightning_explain.render.grids.render_explanation_grid`);
     - ``{prefix}/{method}/concentration``: share of attribution in the top 10% of pixels
       (0.1 = spread evenly, 1 = all in a few pixels), mean over the probe;
     - ``{prefix}/{method}/change``: 1 − Spearman rank correlation with the previous event's

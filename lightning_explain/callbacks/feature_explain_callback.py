@@ -8,11 +8,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lightning_explain.attribution._pass import explanation_mode, gradient_pass
+from lightning_explain.analysis.map_statistics import spearman, top_mass
 from lightning_explain.attribution.feature_attribution import check_feature_inputs, feature_saliency_from_gradient
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
-from lightning_explain.map_statistics import spearman, top_mass
-from lightning_explain.rendering_signals import render_feature_bars, render_sequence_strips
+from lightning_explain.core.gradients import explanation_mode, gradient_pass
+from lightning_explain.render.signals import render_feature_bars, render_sequence_strips
 
 KINDS = ("auto", "tabular", "sequence")
 FeatureMethod = Callable[[Any, Tensor, Any], Tensor]

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_explain._compat import MisconfigurationException
+from lightning_explain.analysis.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
-from lightning_explain.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
 
 SOURCES = ("train", "probe")
 MIN_EVENTS = 3

@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_explain.attribution._pass import explanation_mode
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
-from lightning_explain.probe import preserved_global_rng
+from lightning_explain.callbacks.probe import preserved_global_rng
+from lightning_explain.core.gradients import explanation_mode
 
 
 def leaf_activations(model: nn.Module, inputs: Tensor) -> dict[str, Tensor]:

@@ -11,10 +11,10 @@ from torch import Tensor
 from lightning_explain._compat import MisconfigurationException, rank_zero_warn
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
 from lightning_explain.callbacks._overfit_probes import check_mask_shape, check_masks, labelled_probe
-from lightning_explain.overfit_detector import ADVICE, Alert, EventSignals, OverfitDetector
-from lightning_explain.overfit_signals import ProbeReading, compare_probes, read_probe
-from lightning_explain.probe import Probe, check_probe_argument
-from lightning_explain.rendering import render_explanation_grid
+from lightning_explain.callbacks.probe import Probe, check_probe_argument
+from lightning_explain.overfit.detector import ADVICE, Alert, EventSignals, OverfitDetector
+from lightning_explain.overfit.signals import ProbeReading, compare_probes, read_probe
+from lightning_explain.render.grids import render_explanation_grid
 
 
 class OverfitMonitor(ScheduledProbeCallback):
@@ -40,7 +40,7 @@ class OverfitMonitor(ScheduledProbeCallback):
     - images ``train_saliency`` and ``val_saliency``: the first ``image_samples`` samples of each probe
       beside their saliency maps, a strip green where predicted right and red where wrong.
 
-    The rules are in :class:`~lightning_explain.overfit_detector.OverfitDetector`. Each new alert is
+    The rules are in :class:`~lightning_explain.overfit.detector.OverfitDetector`. Each new alert is
     added to :attr:`alerts` and shown as a warning with its evidence and what to try; with
     ``stop_on_alert=True`` it also stops training (on every rank, like ``EarlyStopping``). A run resumed
     from a checkpoint keeps its alerts but is not stopped again for one raised before the checkpoint.

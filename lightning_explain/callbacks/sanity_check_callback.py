@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_explain.attribution.sanity_check import (
+from lightning_explain.analysis.sanity_check import (
     DEFAULT_THRESHOLD,
     UNDEFINED_REASON,
     MapFunction,
@@ -22,7 +22,7 @@ WHEN = ("fit_start", "fit_end")
 
 
 class SanityCheckCallback(ProbeEventCallback):
-    """Run :func:`~lightning_explain.attribution.sanity_check` once per run on the probe batch (opt-in).
+    """Run :func:`~lightning_explain.analysis.sanity_check` once per run on the probe batch (opt-in).
 
     Adebayo et al. (2018): an explanation method whose maps barely change when the model's
     weights are randomised shows the input, not the model. Once per run, at the end of

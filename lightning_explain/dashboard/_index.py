@@ -2,7 +2,7 @@
 
 The same JSON feeds the Explain tab (the ``/run`` route) and the report (embedded in the HTML file), so both
 show the same thing. A grid PNG that carries the ``lightning-explain`` text chunk (see
-:func:`lightning_explain.png.png_text`) gets its cells and per-sample outcomes; any other image is one
+:func:`lightning_explain.render.png.png_text`) gets its cells and per-sample outcomes; any other image is one
 whole picture (``cells`` is ``None``). Unknown metadata keys are ignored.
 """
 
@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 
 from lightning_explain.cli._runs import RunData
-from lightning_explain.png import png_text
+from lightning_explain.render.png import png_text
 
 METADATA_KEY = "lightning-explain"
 GRID_FORMAT = "lightning-explain/grid"

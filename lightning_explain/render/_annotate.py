@@ -1,6 +1,6 @@
 """Text in the probe grids: a bar above each cell (class, confidence, right or wrong) and the picture's header.
 
-Drawn with :mod:`lightning_explain._font` on the grid's device; no font package, no host round trip.
+Drawn with :mod:`lightning_explain.render._font` on the grid's device; no font package, no host round trip.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lightning_explain import _font
-from lightning_explain._layout import Layout
+from lightning_explain.render import _font
+from lightning_explain.render._layout import Layout
 
 RIGHT, WRONG, UNKNOWN = (0.15, 0.62, 0.25), (0.80, 0.15, 0.15), (0.35, 0.35, 0.38)
 """The bar's colour: the prediction is right, wrong, or there is no label to tell."""

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_explain._annotate import bar_colours, bar_height, fit_scale, header, stamp_labels
-from lightning_explain._layout import Layout, layout_index
+from lightning_explain.render._annotate import bar_colours, bar_height, fit_scale, header, stamp_labels
+from lightning_explain.render._layout import Layout, layout_index
 
 # Anchor colours, evenly spaced from 0 to 1, sampled from the published colormaps.
 COLORMAPS: dict[str, tuple[tuple[float, float, float], ...]] = {
@@ -183,7 +183,7 @@ def render_explanation_grid(
     colours = apply_colormap(heat, colormap)
     overlaid = heat_overlay(images, heat, alpha=alpha, colours=colours)
     # Quantise at the inputs' resolution, channels last; the picture is then one gather from these
-    # pixels (see lightning_explain._layout): nearest-neighbour enlargement, tiling and padding in one pass.
+    # pixels (see lightning_explain.render._layout): nearest-neighbour enlargement, tiling and padding in one pass.
     panels = _to_uint8(torch.stack([images, colours, overlaid]).permute(0, 1, 3, 4, 2))  # (3, N, h, w, 3)
     _, _, h, w, _ = panels.shape
     factor = max(1, math.ceil(min_cell / min(h, w)))

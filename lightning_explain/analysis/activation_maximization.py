@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import resolve_layer
-from lightning_explain.attribution._pass import explanation_mode
+from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.layers import resolve_layer
 
 MAX_STEPS = 10_000
 """The most optimisation steps :func:`activation_maximization` accepts."""

@@ -8,7 +8,7 @@ import weakref
 import torch
 from torch import Tensor, nn
 
-from lightning_explain.attribution._pass import explanation_mode
+from lightning_explain.core.gradients import explanation_mode
 
 LayerSpec = nn.Module | str | None
 

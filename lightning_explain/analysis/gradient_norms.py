@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_explain.attribution._pass import explanation_mode
+from lightning_explain.core.gradients import explanation_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(logits, targets) -> scalar loss``."""

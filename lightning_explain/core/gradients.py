@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lightning_explain._rng import preserved_torch_rng
-from lightning_explain.attribution._targets import TargetSpec, target_scores
+from lightning_explain.core.rng import preserved_torch_rng
+from lightning_explain.core.targets import TargetSpec, target_scores
 
 
 @contextlib.contextmanager
@@ -26,7 +26,7 @@ def explanation_mode(model: nn.Module, device: torch.device) -> Iterator[list]:
     Yields a list that callers append hook handles to; they are removed on exit. Works
     inside ``torch.no_grad()`` and ``torch.inference_mode()``. Autocast is disabled so
     that maps are computed in the model's own precision, not a mixed one. torch's random streams
-    are restored on exit (:func:`~lightning_explain._rng.preserved_torch_rng`), so a model that
+    are restored on exit (:func:`~lightning_explain.core.rng.preserved_torch_rng`), so a model that
     draws random numbers in eval mode leaves training's streams where they were (the callbacks
     also restore NumPy's and Python's around each event).
 

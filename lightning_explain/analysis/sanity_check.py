@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layers import LayerSpec
-from lightning_explain.attribution._pass import check_inputs, explanation_mode
-from lightning_explain.attribution._targets import TargetSpec, select_targets
-from lightning_explain.map_statistics import spearman
+from lightning_explain.analysis.map_statistics import spearman
+from lightning_explain.core.gradients import check_inputs, explanation_mode
+from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.targets import TargetSpec, select_targets
 
 MapFunction = Callable[[nn.Module, Tensor, Tensor | None], Tensor]
 """A method as a callable ``(model, inputs, targets) -> maps (N, ...)``."""

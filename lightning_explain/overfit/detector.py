@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from lightning_explain.overfit_signals import paired_rise
+from lightning_explain.overfit.signals import paired_rise
 
 ALERT_KINDS = ("overfitting", "shortcut")
 
@@ -214,7 +214,7 @@ def cross_fitted_rise(losses: Tensor, half_best: list[dict[str, Any] | None]) ->
 
     ``half_best[h]`` holds, for the event where half ``h`` of the probe (even / odd samples) had
     its lowest mean loss, the losses of the *other* half then. Each half is tested against the
-    event the other half picked, with :func:`~lightning_explain.overfit_signals.paired_rise`, and
+    event the other half picked, with :func:`~lightning_explain.overfit.signals.paired_rise`, and
     the two statistics are combined as ``(t0 + t1) / sqrt(2)``: about a standard normal when
     nothing changes. NaN before two events, or for a probe of fewer than 4 samples.
     """

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from lightning_explain._rng import preserved_global_rng
+from lightning_explain.core.rng import preserved_global_rng
 
 UnpackBatch = Callable[[Any], "tuple[Tensor, Tensor | None]"]
 """Turns one batch from a DataLoader into ``(inputs, targets or None)``."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_explain.rendering import apply_colormap, scale_maps
+from lightning_explain.render.grids import apply_colormap, scale_maps
 
 # Each glyph: 5 rows of 3 bits, the most significant bit on the left.
 _GLYPHS: dict[str, tuple[int, ...]] = {
@@ -148,8 +148,8 @@ def render_sequence_strips(
         maps: attributions per time step (N, T).
         inputs: the sequences (N, T), or (N, T, D) with up to 4 of the D channels drawn in colours.
         scale: ``"per_image"`` (each strip min-max normalised) or a fixed positive scale, see
-            :func:`lightning_explain.rendering.scale_maps`.
-        colormap: a name from :data:`lightning_explain.rendering.COLORMAPS`.
+            :func:`lightning_explain.render.grids.scale_maps`.
+        colormap: a name from :data:`lightning_explain.render.grids.COLORMAPS`.
         strip_height: the strip's height in pixels.
         plot_height: the line plot's height in pixels.
         min_width: time steps are widened (an integer factor) until the image is at least this wide.

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_explain.attribution._pass import explanation_mode
-from lightning_explain.gradient_norms import loss_gradients_for_maps
-from lightning_explain.map_statistics import average_ranks, pearson
+from lightning_explain.analysis.gradient_norms import loss_gradients_for_maps
+from lightning_explain.analysis.map_statistics import average_ranks, pearson
+from lightning_explain.core.gradients import explanation_mode
 
 PROBES = ("train", "val")
 """The two probes, by name."""
