@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from lightning_explain.analysis.map_statistics import spearman
 from lightning_explain.core.gradients import check_inputs, explanation_mode
 from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.recording import call_order
 from lightning_explain.core.targets import TargetSpec, select_targets
 
 MapFunction = Callable[[nn.Module, Tensor, Tensor | None], Tensor]
@@ -88,21 +89,8 @@ def randomisable_layers(model: nn.Module, inputs: Tensor) -> list[str]:
     forward pass does not call are left out. ``""`` stands for the root module when it owns
     parameters itself.
     """
-    order: list[str] = []
-    owners = [(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
-
-    def record(name: str):
-        def hook(module: nn.Module, args: tuple) -> None:
-            if name not in order:
-                order.append(name)
-
-        return hook
-
-    with explanation_mode(model, inputs.device) as handles, torch.no_grad():
-        for name, module in owners:
-            handles.append(module.register_forward_pre_hook(record(name)))
-        model(inputs[:1].detach().clone())
-    return order
+    owners = {n: m for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))}
+    return call_order(model, inputs[:1], owners)
 
 
 def randomise_layer(module: nn.Module, generator: torch.Generator) -> None:

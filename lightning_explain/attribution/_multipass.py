@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-
-from lightning_explain.core.gradients import explanation_mode
-from lightning_explain.core.targets import TargetSpec, select_targets
+from torch import Tensor
 
 DEFAULT_CHUNK_SIZE = 64
 """Inputs per forward pass for integrated gradients, SmoothGrad and occlusion."""
@@ -22,23 +19,6 @@ def check_chunk_size(chunk_size: object) -> int:
 def copies_per_chunk(batch: int, chunk_size: int) -> int:
     """How many copies of a batch of ``batch`` inputs one forward pass takes: at least one."""
     return max(1, chunk_size // batch)
-
-
-def check_logits(logits: object) -> Tensor:
-    """Raise unless the model returned a tensor."""
-    if not isinstance(logits, Tensor):
-        raise TypeError(
-            f"The model must return a logits tensor of shape (N, K) or scores (N,), got "
-            f"{type(logits).__name__}. Wrap the model so that forward returns the logits."
-        )
-    return logits
-
-
-def forward_logits(model: nn.Module, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, Tensor | None]:
-    """One forward pass in eval mode without gradients: ``(logits, targets)``, targets as in ``select_targets``."""
-    with explanation_mode(model, inputs.device), torch.no_grad():
-        logits = check_logits(model(inputs.detach().clone())).detach()
-    return logits, select_targets(logits, target)
 
 
 def repeat_targets(targets: Tensor | None, copies: int) -> Tensor | None:

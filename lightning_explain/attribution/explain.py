@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._multipass import check_chunk_size, forward_logits
+from lightning_explain.attribution._multipass import check_chunk_size
 from lightning_explain.attribution._reduce import check_reduce, reduce_channels
 from lightning_explain.attribution.feature_attribution import tokens_to_grid
 from lightning_explain.attribution.feature_maps import capture_activations
@@ -22,6 +22,7 @@ from lightning_explain.attribution.occlusion import check_window, occlusion
 from lightning_explain.attribution.smoothgrad import check_noise_options, smoothgrad
 from lightning_explain.core.gradients import check_inputs, gradient_pass
 from lightning_explain.core.layers import LayerSpec, resolve_layer
+from lightning_explain.core.recording import forward_logits
 from lightning_explain.core.targets import TargetSpec
 
 METHODS = (

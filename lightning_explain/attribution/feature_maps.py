@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from lightning_explain.attribution._multipass import check_logits
-from lightning_explain.core.gradients import check_inputs, explanation_mode
+from lightning_explain.core.gradients import check_inputs
 from lightning_explain.core.layers import LayerSpec, resolve_layer
+from lightning_explain.core.recording import check_logits, record_outputs
 
 
 def capture_activations(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module]) -> tuple[Tensor, dict]:
@@ -20,22 +19,16 @@ def capture_activations(model: nn.Module, inputs: Tensor, layers: dict[str, nn.M
     Raises:
         ValueError: a layer that is not called, called more than once, or returns no tensor.
     """
-    captured: dict[str, list[Tensor]] = {name: [] for name in layers}
 
-    def record(name: str):
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
-            if not isinstance(output, Tensor):
-                raise TypeError(
-                    f"Feature maps need a layer whose output is a tensor; {name!r} returned {type(output).__name__}."
-                )
-            captured[name].append(output.detach().clone())
+    def copy_tensor(name: str, output: object) -> Tensor:
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"Feature maps need a layer whose output is a tensor; {name!r} returned {type(output).__name__}."
+            )
+        return output.detach().clone()
 
-        return hook
-
-    with explanation_mode(model, inputs.device) as handles, torch.no_grad():
-        for name, module in layers.items():
-            handles.append(module.register_forward_hook(record(name)))
-        logits = check_logits(model(inputs.detach().clone())).detach()
+    logits, captured = record_outputs(model, inputs, layers, recorder=copy_tensor)
+    logits = check_logits(logits).detach()
     for name, outputs in captured.items():
         if len(outputs) != 1:
             raise ValueError(

@@ -11,11 +11,11 @@ from lightning_explain.attribution._multipass import (
     check_baseline,
     check_chunk_size,
     copies_per_chunk,
-    forward_logits,
     repeat_targets,
 )
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
 from lightning_explain.core.gradients import check_inputs, gradient_pass
+from lightning_explain.core.recording import forward_logits
 from lightning_explain.core.targets import TargetSpec
 
 INTEGRATION_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")

@@ -11,14 +11,13 @@ from lightning_explain.attribution._multipass import (
     DEFAULT_CHUNK_SIZE,
     check_baseline,
     check_chunk_size,
-    check_logits,
     copies_per_chunk,
-    forward_logits,
     repeat_targets,
     target_outputs,
 )
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
 from lightning_explain.core.gradients import check_inputs, explanation_mode
+from lightning_explain.core.recording import check_logits, forward_logits
 from lightning_explain.core.targets import TargetSpec
 
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
 from lightning_explain.callbacks.probe import preserved_global_rng
 from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.recording import record_outputs
 
 
 def leaf_activations(model: nn.Module, inputs: Tensor) -> dict[str, Tensor]:
@@ -24,21 +25,9 @@ def leaf_activations(model: nn.Module, inputs: Tensor) -> dict[str, Tensor]:
     its hooks are removed. Outputs that are not tensors are skipped; a module called several
     times keeps its first output.
     """
-    captured: dict[str, Tensor] = {}
-
-    def record(name: str):
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
-            if isinstance(output, Tensor) and name not in captured:
-                captured[name] = output.detach().clone()  # a later in-place op must not change it
-
-        return hook
-
-    with explanation_mode(model, inputs.device) as handles, torch.no_grad():
-        for name, module in model.named_modules():
-            if name and next(module.children(), None) is None:
-                handles.append(module.register_forward_hook(record(name)))
-        model(inputs)
-    return captured
+    leaves = {name: module for name, module in model.named_modules() if name and next(module.children(), None) is None}
+    _, recorded = record_outputs(model, inputs, leaves)
+    return {name: outputs[0] for name, outputs in recorded.items() if outputs}
 
 
 class ModelHistogramMonitor(ScheduledProbeCallback):

@@ -8,24 +8,44 @@ the random streams):
   hooks removed and modes and random streams restored on exit, also after an exception;
 - :func:`gradient_pass`: one forward and one backward pass to the input and/or a layer;
 - :func:`select_targets` / :func:`target_scores`: which output each sample is explained for;
-- :func:`resolve_layer` / :func:`find_target_layer`: the layer a layer method explains.
+- :func:`record_outputs` / :func:`forward_logits`: one forward pass that records chosen modules'
+  outputs, or just the logits and targets;
+- :func:`resolve_layer` / :func:`find_target_layer`: the layer a layer method explains;
+- :func:`check_int` / :func:`check_number` / :func:`check_ints` / :func:`check_images`: the argument
+  validators, one message style for every bad argument.
+
+Example:
+    >>> from lightning_explain.core import explanation_mode, gradient_pass  # doctest: +SKIP
+    >>> result = gradient_pass(model, images, target=None, input_grad=True)  # doctest: +SKIP
 """
 
 from lightning_explain.core.gradients import GradientPass, check_inputs, explanation_mode, gradient_pass, restore_modes
 from lightning_explain.core.layers import LayerSpec, find_target_layer, resolve_layer
+from lightning_explain.core.recording import call_order, check_logits, forward_logits, record_outputs
 from lightning_explain.core.rng import preserved_global_rng, preserved_torch_rng
 from lightning_explain.core.targets import TargetSpec, select_targets, target_scores
+from lightning_explain.core.validation import check_images, check_int, check_ints, check_number, is_int, is_number
 
 __all__ = [
     "GradientPass",
     "LayerSpec",
     "TargetSpec",
+    "call_order",
+    "check_images",
     "check_inputs",
+    "check_int",
+    "check_ints",
+    "check_logits",
+    "check_number",
     "explanation_mode",
     "find_target_layer",
+    "forward_logits",
     "gradient_pass",
+    "is_int",
+    "is_number",
     "preserved_global_rng",
     "preserved_torch_rng",
+    "record_outputs",
     "resolve_layer",
     "restore_modes",
     "select_targets",

@@ -5,10 +5,9 @@ from __future__ import annotations
 import difflib
 import weakref
 
-import torch
 from torch import Tensor, nn
 
-from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.recording import record_outputs
 
 LayerSpec = nn.Module | str | None
 
@@ -71,18 +70,11 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
         return cache[key]
     spatial: list[str] = []
 
-    def record(name: str):
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
-            if isinstance(output, Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
-                spatial.append(name)
+    def note(name: str, output: object) -> None:
+        if isinstance(output, Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
+            spatial.append(name)
 
-        return hook
-
-    with explanation_mode(model, inputs.device) as handles, torch.no_grad():
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(record(name)))
-        model(inputs[:1].detach().clone())
+    record_outputs(model, inputs[:1], {name: module for name, module in model.named_modules() if name}, recorder=note)
     if not spatial:
         raise ValueError(
             f"Grad-CAM needs a layer with spatial output (N, C, H, W), and no module of "
