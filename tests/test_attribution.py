@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam, Saliency
+from method_calls import HEATMAP_METHODS, call_method
 from torch import Tensor, nn
 from toy_models import MLP, ResidualCNN, SingleScoreCNN, TinyCNN, warm_batchnorm
 
@@ -366,9 +367,14 @@ def test_explain_unknown_method_lists_valid_choices(residual, methods):
 
 # --------------------------------------------------------------------------- targets
 
+
+def _registered(name):
+    return lambda model, x, target: call_method(name, model, x, target, layer="block")
+
+
+# Every registered heatmap method through its own function (a new method joins by registering), and explain.
 METHODS = {
-    "saliency": lambda model, x, target: saliency(model, x, target=target),
-    "grad_cam": lambda model, x, target: grad_cam(model, x, target=target, layer="block"),
+    **{name: _registered(name) for name in HEATMAP_METHODS},
     "explain": lambda model, x, target: torch.stack(list(explain(model, x, target=target, layer="block").values())),
 }
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Occlusion, Saliency
+from method_calls import REDUCIBLE_METHODS, caller
 from torch import Tensor, nn
 from toy_models import ResidualCNN, SingleScoreCNN, TinyCNN, warm_batchnorm
 
@@ -373,13 +374,8 @@ def test_occlusion_runs_batched_forward_passes_only(residual, monkeypatch):
 
 # --------------------------------------------------------------------------- shared conventions
 
-INPUT_SPACE = {
-    "guided_backprop": lambda model, x, target, **kw: guided_backprop(model, x, target, **kw),
-    "guided_grad_cam": lambda model, x, target, **kw: guided_grad_cam(model, x, target, layer="net.features", **kw),
-    "integrated_gradients": lambda model, x, target, **kw: integrated_gradients(model, x, target, steps=4, **kw),
-    "smoothgrad": lambda model, x, target, **kw: smoothgrad(model, x, target, samples=3, **kw),
-    "occlusion": lambda model, x, target, **kw: occlusion(model, x, target, window=4, **kw),
-}
+# Every registered method with a channel reduction, through its own function (a new one joins by registering).
+INPUT_SPACE = {name: caller(name, layer="net.features") for name in REDUCIBLE_METHODS}
 
 
 @pytest.mark.parametrize("method", INPUT_SPACE)

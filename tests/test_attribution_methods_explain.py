@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_calls import HEATMAP_METHODS, call_method
 from torch import Tensor, nn
 from toy_models import MLP, ResidualCNN, warm_batchnorm
 
@@ -13,14 +14,6 @@ from lightning_explain.attribution import (
     compute_explanation,
     explain,
     feature_maps,
-    grad_cam,
-    grad_cam_pp,
-    guided_backprop,
-    guided_grad_cam,
-    integrated_gradients,
-    occlusion,
-    saliency,
-    smoothgrad,
 )
 from lightning_explain.core import gradients as _pass
 
@@ -68,15 +61,8 @@ def test_explain_equals_each_method_on_its_own(residual):
     maps = explain(model, x, target=target, layer="block", methods=METHODS, options=OPTIONS)
     assert list(maps) == list(METHODS)
     expected = {
-        "saliency": saliency(model, x, target),
-        "grad_cam": grad_cam(model, x, target, layer="block"),
-        "grad_cam_pp": grad_cam_pp(model, x, target, layer="block"),
-        "guided_backprop": guided_backprop(model, x, target),
-        "guided_grad_cam": guided_grad_cam(model, x, target, layer="block"),
-        "integrated_gradients": integrated_gradients(model, x, target, **OPTIONS["integrated_gradients"]),
-        "smoothgrad": smoothgrad(model, x, target, **OPTIONS["smoothgrad"]),
-        "occlusion": occlusion(model, x, target, **OPTIONS["occlusion"]),
-        "feature_maps": feature_maps(model, x, layer="block"),
+        name: call_method(name, model, x, target, layer="block", fast=False, **OPTIONS.get(name, {}))
+        for name in METHODS
     }
     for name, value in maps.items():
         assert value.dtype == torch.float32
@@ -90,8 +76,8 @@ def test_target_none_means_the_class_predicted_for_the_clean_inputs(residual):
     with torch.no_grad():
         argmax = model(x).argmax(dim=1)
     assert len(argmax.unique()) > 1
-    by_none = explain(model, x, methods=METHODS[2:8], options=options_for(METHODS))
-    by_tensor = explain(model, x, target=argmax, methods=METHODS[2:8], options=options_for(METHODS))
+    by_none = explain(model, x, methods=HEATMAP_METHODS, options=options_for(METHODS))
+    by_tensor = explain(model, x, target=argmax, methods=HEATMAP_METHODS, options=options_for(METHODS))
     for name in by_none:
         torch.testing.assert_close(by_none[name], by_tensor[name], rtol=0, atol=0, msg=name)
 

@@ -12,6 +12,7 @@ import contextlib
 
 import pytest
 import torch
+from method_calls import caller
 from torch import Tensor, nn
 from toy_models import BrokenCNN, assert_model_unchanged, assert_no_hooks, snapshot_model
 
@@ -29,15 +30,24 @@ from lightning_explain.attribution import (
 
 N, H, W = 4, 16, 16
 
+CHUNKED = {name: {"chunk_size": 5} for name in ("integrated_gradients", "smoothgrad", "occlusion")}
 CALLS = {
-    "grad_cam_pp": lambda model, x: grad_cam_pp(model, x, target=1),
+    # every registered method through its own function, then variants that exercise more paths
+    **{
+        name: (lambda call: lambda model, x: call(model, x, 1))(caller(name, layer="conv", **CHUNKED.get(name, {})))
+        for name in METHODS
+        if name != "feature_maps"
+    },
+    "grad_cam_pp-target": lambda model, x: grad_cam_pp(model, x, target=1),
     "grad_cam_pp-block": lambda model, x: grad_cam_pp(model, x, layer="block"),
-    "guided_backprop": lambda model, x: guided_backprop(model, x, target=1),
-    "guided_grad_cam": lambda model, x: guided_grad_cam(model, x, target=1, layer="conv", reduce=None),
-    "integrated_gradients": lambda model, x: integrated_gradients(model, x, steps=4, chunk_size=5),
-    "smoothgrad": lambda model, x: smoothgrad(model, x, target=torch.tensor([0, 1, 2, 3]), samples=3, chunk_size=5),
-    "occlusion": lambda model, x: occlusion(model, x, window=8, chunk_size=5),
-    "feature_maps": lambda model, x: feature_maps(model, x, layer=["stem.1", "conv"]),
+    "guided_backprop-default": lambda model, x: guided_backprop(model, x),
+    "guided_grad_cam-per-channel": lambda model, x: guided_grad_cam(model, x, target=1, layer="conv", reduce=None),
+    "integrated_gradients-predicted": lambda model, x: integrated_gradients(model, x, steps=4, chunk_size=5),
+    "smoothgrad-tensor-target": lambda model, x: smoothgrad(
+        model, x, target=torch.tensor([0, 1, 2, 3]), samples=3, chunk_size=5
+    ),
+    "occlusion-predicted": lambda model, x: occlusion(model, x, window=8, chunk_size=5),
+    "feature_maps-two-layers": lambda model, x: feature_maps(model, x, layer=["stem.1", "conv"]),
     "explain-all": lambda model, x: explain(
         model, x, methods=METHODS, options={"integrated_gradients": {"steps": 2}, "smoothgrad": {"samples": 2}}
     ),
@@ -103,11 +113,11 @@ def test_input_and_global_rng_left_as_found(mixed_model, inputs, call, requires_
 FAILING_CALLS = {
     "grad_cam_pp": lambda model, x: grad_cam_pp(model, x, layer="features.2"),
     "guided_backprop": lambda model, x: guided_backprop(model, x),
-    "guided_grad_cam": lambda model, x: guided_grad_cam(model, x, layer="features"),
-    "integrated_gradients": lambda model, x: integrated_gradients(model, x, steps=2),
-    "smoothgrad": lambda model, x: smoothgrad(model, x, samples=2),
-    "occlusion": lambda model, x: occlusion(model, x, window=8),
-    "feature_maps": lambda model, x: feature_maps(model, x, layer="features.2"),
+    "guided_grad_cam-per-channel": lambda model, x: guided_grad_cam(model, x, layer="features"),
+    "integrated_gradients-predicted": lambda model, x: integrated_gradients(model, x, steps=2),
+    "smoothgrad-tensor-target": lambda model, x: smoothgrad(model, x, samples=2),
+    "occlusion-predicted": lambda model, x: occlusion(model, x, window=8),
+    "feature_maps-two-layers": lambda model, x: feature_maps(model, x, layer="features.2"),
     "explain-all": lambda model, x: explain(model, x, layer="features", methods=METHODS),
 }
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_explain.analysis.map_statistics import spearman
+from lightning_explain.attribution.engine import check_methods, compute_explanation
 from lightning_explain.core.gradients import check_inputs, explanation_mode
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.recording import call_order
@@ -202,8 +203,6 @@ def sanity_check(
 
 
 def _split_methods(methods: Sequence[str | MapFunction]) -> tuple[tuple[str, ...], dict[str, MapFunction]]:
-    from lightning_explain.attribution.explain import check_methods
-
     if isinstance(methods, str) or callable(methods):
         methods = (methods,)
     names = [m for m in methods if isinstance(m, str)]
@@ -256,8 +255,6 @@ def _maps(
     functions: dict[str, MapFunction],
     layer: LayerSpec,
 ) -> tuple[dict[str, Tensor], str | None]:
-    from lightning_explain.attribution.explain import compute_explanation
-
     maps: dict[str, Tensor] = {}
     layer_name = layer if isinstance(layer, str) else None
     if named:

@@ -13,26 +13,49 @@ per-channel attribution ``(N, C, H, W)``.
 import importlib
 from typing import Any
 
+from lightning_explain.attribution import methods  # noqa: F401 (importing it registers every method)
 from lightning_explain.attribution._reduce import REDUCTIONS
-from lightning_explain.attribution.explain import (
+from lightning_explain.attribution.engine import (
     GRADIENT_METHODS,
-    METHOD_OPTIONS,
-    METHODS,
     Explanation,
+    check_methods,
+    check_options,
     compute_explanation,
     explain,
 )
 from lightning_explain.attribution.feature_attribution import feature_saliency, token_grad_cam
-from lightning_explain.attribution.feature_maps import feature_maps
-from lightning_explain.attribution.grad_cam import grad_cam
-from lightning_explain.attribution.grad_cam_pp import grad_cam_pp
-from lightning_explain.attribution.guided_backprop import guided_backprop
-from lightning_explain.attribution.guided_grad_cam import guided_grad_cam
-from lightning_explain.attribution.integrated_gradients import INTEGRATION_RULES, integrated_gradients
-from lightning_explain.attribution.occlusion import occlusion
-from lightning_explain.attribution.saliency import saliency
-from lightning_explain.attribution.smoothgrad import smoothgrad
+from lightning_explain.attribution.methods.feature_maps import feature_maps
+from lightning_explain.attribution.methods.grad_cam import grad_cam
+from lightning_explain.attribution.methods.grad_cam_pp import grad_cam_pp
+from lightning_explain.attribution.methods.gradient_x_input import gradient_x_input
+from lightning_explain.attribution.methods.guided_backprop import guided_backprop
+from lightning_explain.attribution.methods.guided_grad_cam import guided_grad_cam
+from lightning_explain.attribution.methods.integrated_gradients import INTEGRATION_RULES, integrated_gradients
+from lightning_explain.attribution.methods.occlusion import occlusion
+from lightning_explain.attribution.methods.saliency import saliency
+from lightning_explain.attribution.methods.smoothgrad import smoothgrad
+from lightning_explain.attribution.registry import (
+    MethodContext,
+    MethodSpec,
+    get_spec,
+    method_names,
+    register,
+    registered,
+)
 from lightning_explain.core.layers import find_target_layer, resolve_layer
+
+METHODS = method_names()
+"""Every method name :func:`explain` and ``ExplainCallback(methods=...)`` accept: the registry's, heatmap methods
+first, ``feature_maps`` last."""
+
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {spec.name: tuple(spec.defaults) for spec in registered()}
+"""The keyword options each method takes in ``options=`` (see the method's own function and
+:attr:`MethodSpec.defaults <lightning_explain.attribution.registry.MethodSpec>`).
+
+The Grad-CAM methods also take ``drop_tokens`` and ``grid`` for a transformer's token layer:
+its (N, T, D) output loses the first ``drop_tokens`` tokens (1 = a CLS token) and is reshaped
+to the patch grid ``grid=(h, w)`` (square when left out), as
+:func:`lightning_explain.attribution.token_grad_cam` does."""
 
 __all__ = [
     "GRADIENT_METHODS",
@@ -41,17 +64,26 @@ __all__ = [
     "METHOD_OPTIONS",
     "REDUCTIONS",
     "Explanation",
+    "MethodContext",
+    "MethodSpec",
+    "check_methods",
+    "check_options",
     "compute_explanation",
     "explain",
     "feature_maps",
     "feature_saliency",
     "find_target_layer",
+    "get_spec",
+    "gradient_x_input",
     "grad_cam",
     "grad_cam_pp",
     "guided_backprop",
     "guided_grad_cam",
     "integrated_gradients",
+    "method_names",
     "occlusion",
+    "register",
+    "registered",
     "resolve_layer",
     "saliency",
     "smoothgrad",

@@ -10,11 +10,10 @@ Both run in eval mode and leave the model exactly as found
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor, nn
 
-from lightning_explain.attribution.grad_cam import grad_cam_from_activation
+from lightning_explain.attribution._layer_maps import tokens_to_grid
+from lightning_explain.attribution.methods.grad_cam import grad_cam_from_activation
 from lightning_explain.core.gradients import check_inputs, gradient_pass
 from lightning_explain.core.layers import LayerSpec, resolve_layer
 from lightning_explain.core.targets import TargetSpec
@@ -60,33 +59,6 @@ def feature_saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None
     inputs = check_feature_inputs(inputs)
     result = gradient_pass(model, inputs, target, input_grad=True)
     return feature_saliency_from_gradient(result.input_grad)
-
-
-def tokens_to_grid(tokens: Tensor, grid: tuple[int, int] | None, drop_tokens: int) -> Tensor:
-    """Token activations (N, T, D) -> a feature map (N, D, h, w), after dropping the first ``drop_tokens``.
-
-    ``grid=None`` takes a square grid: the remaining token count must be a perfect square.
-    """
-    if tokens.ndim != 3:
-        raise ValueError(
-            f"token_grad_cam needs a layer whose output is tokens (N, T, D); got shape {tuple(tokens.shape)}."
-        )
-    tokens = tokens[:, drop_tokens:]
-    count = tokens.shape[1]
-    if grid is None:
-        side = math.isqrt(count)
-        if side * side != count:
-            raise ValueError(
-                f"{count} tokens remain after dropping {drop_tokens}, which is not a square grid; pass grid=(h, w) "
-                "or set drop_tokens to the number of non-patch tokens (CLS, registers)."
-            )
-        grid = (side, side)
-    h, w = grid
-    if h * w != count:
-        raise ValueError(
-            f"grid={tuple(grid)} holds {h * w} tokens, but the layer has {count} after dropping {drop_tokens}."
-        )
-    return tokens.reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
 
 def token_grad_cam(

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from lightning_explain.analysis.map_statistics import average_ranks, pearson, top_mass
 from lightning_explain.attribution import Explanation, compute_explanation
-from lightning_explain.attribution.explain import check_methods, check_options
+from lightning_explain.attribution.engine import check_methods, check_options
 from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
 from lightning_explain.render._annotate import sample_labels
 from lightning_explain.render.grids import (

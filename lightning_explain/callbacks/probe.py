@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_explain._compat import rank_zero_warn
 from lightning_explain.core.rng import preserved_global_rng
 
 UnpackBatch = Callable[[Any], "tuple[Tensor, Tensor | None]"]
@@ -94,8 +95,6 @@ def _note_no_label_key(batch: Mapping, inputs: Tensor) -> None:
     if not others or keys in _noted_key_sets:
         return
     _noted_key_sets.add(keys)
-    from lightning_explain._compat import rank_zero_warn
-
     rank_zero_warn(
         f"lightning-explain: the batch is a dict with the inputs under {input_key!r} but no labels under any of "
         f"{list(TARGET_KEYS)} (its other keys: {others}), so the probe has no labels: no probe accuracy, no "

@@ -16,6 +16,7 @@ from lightning_explain.analysis.sanity_check import (
     SanityCheckResult,
     sanity_check,
 )
+from lightning_explain.attribution.engine import check_methods, compute_explanation
 from lightning_explain.callbacks._base import ProbeEventCallback, resolve_target_mode
 
 WHEN = ("fit_start", "fit_end")
@@ -78,8 +79,6 @@ class SanityCheckCallback(ProbeEventCallback):
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
         prefix: str = "sanity_check",
     ) -> None:
-        from lightning_explain.attribution.explain import check_methods
-
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
         methods = (methods,) if isinstance(methods, str) or callable(methods) else tuple(methods)
         bad = [m for m in methods if not isinstance(m, str) and not callable(m)]
@@ -127,8 +126,6 @@ class SanityCheckCallback(ProbeEventCallback):
     # ----------------------------------------------------------------------------------- hooks
     def _start(self, trainer: Any, pl_module: Any) -> None:
         """Choose the probe and check the configuration with one explanation (a dry run)."""
-        from lightning_explain.attribution.explain import compute_explanation
-
         probe = self._prepare_probe(trainer, pl_module)
         self._target_mode = resolve_target_mode("SanityCheckCallback", self.target, probe.targets)
         names = tuple(m for m in self.methods if isinstance(m, str))

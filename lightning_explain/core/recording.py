@@ -87,6 +87,33 @@ def call_order(model: nn.Module, inputs: Tensor, modules: Mapping[str, nn.Module
     return order
 
 
+def capture_layer_outputs(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module]) -> tuple[Tensor, dict]:
+    """One forward pass in eval mode under ``no_grad``: ``(logits, {name: the layer's output})``, each layer run once.
+
+    Each output is copied when recorded, so an in-place op that follows cannot change it.
+
+    Raises:
+        ValueError: a layer that is not called, called more than once, or returns no tensor.
+    """
+
+    def copy_tensor(name: str, output: object) -> Tensor:
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"Feature maps need a layer whose output is a tensor; {name!r} returned {type(output).__name__}."
+            )
+        return output.detach().clone()
+
+    logits, captured = record_outputs(model, inputs, layers, recorder=copy_tensor)
+    logits = check_logits(logits).detach()
+    for name, outputs in captured.items():
+        if len(outputs) != 1:
+            raise ValueError(
+                f"Layer {name!r} was called {len(outputs)} times in one forward pass; feature maps need a layer "
+                "that runs exactly once. Choose another layer."
+            )
+    return logits, {name: outputs[0] for name, outputs in captured.items()}
+
+
 def check_logits(logits: object) -> Tensor:
     """``logits`` if the model returned a tensor.
 

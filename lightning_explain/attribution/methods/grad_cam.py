@@ -5,17 +5,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_explain.attribution._layer_maps import TOKEN_DEFAULTS, check_token_options, layer_feature_maps
+from lightning_explain.attribution.engine import explain_one
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.targets import TargetSpec
-
-
-def check_spatial_inputs(inputs: Tensor) -> None:
-    """Raise unless ``inputs`` are images (N, C, H, W), the only inputs Grad-CAM maps back onto."""
-    if inputs.ndim != 4:
-        raise ValueError(
-            f"Grad-CAM maps a layer back onto images (N, C, H, W); got inputs of shape {tuple(inputs.shape)}. "
-            "Drop 'grad_cam' from methods for non-image inputs."
-        )
 
 
 def grad_cam_from_activation(activation: Tensor, activation_grad: Tensor, size: tuple[int, int]) -> Tensor:
@@ -30,6 +24,25 @@ def grad_cam_from_activation(activation: Tensor, activation_grad: Tensor, size: 
     cam = (weights * activation).sum(dim=1, keepdim=True).relu()
     cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
     return cam[:, 0]
+
+
+def grad_cam_from_pass(context: MethodContext, drop_tokens: int | None, grid: tuple[int, int] | None) -> Tensor:
+    """Grad-CAM from the plain pass's layer activation and gradient."""
+    activation, gradient = layer_feature_maps(context, "grad_cam", drop_tokens, grid)
+    return grad_cam_from_activation(activation, gradient, context.size)
+
+
+SPEC = register(
+    MethodSpec(
+        name="grad_cam",
+        summary="the layer's channels weighted by their mean gradient, ReLU, upsampled (Selvaraju et al., 2017)",
+        compute=grad_cam_from_pass,
+        passes=frozenset({"plain"}),
+        needs_layer=True,
+        defaults=TOKEN_DEFAULTS,
+        check=check_token_options,
+    )
+)
 
 
 def grad_cam(model: nn.Module, inputs: Tensor, target: TargetSpec = None, layer: LayerSpec = None) -> Tensor:
@@ -53,6 +66,4 @@ def grad_cam(model: nn.Module, inputs: Tensor, target: TargetSpec = None, layer:
     Example:
         >>> heat = grad_cam(model, images, layer="features.4")  # doctest: +SKIP
     """
-    from lightning_explain.attribution.explain import compute_explanation  # explain.py imports this module
-
-    return compute_explanation(model, inputs, target, layer, methods=("grad_cam",)).maps["grad_cam"]
+    return explain_one("grad_cam", model, inputs, target, layer)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._reduce import Reduce, reduce_channels
+from lightning_explain.attribution._layer_maps import TOKEN_DEFAULTS, check_token_options, layer_feature_maps
+from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
+from lightning_explain.attribution.engine import explain_one
+from lightning_explain.attribution.methods.grad_cam import grad_cam_from_activation
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.targets import TargetSpec
 
@@ -12,6 +16,33 @@ from lightning_explain.core.targets import TargetSpec
 def guided_grad_cam_from(guided_grad: Tensor, cam: Tensor, reduce: Reduce) -> Tensor:
     """``reduce(guided_grad * cam)``: guided gradient (N, C, H, W) times a Grad-CAM map (N, H, W)."""
     return reduce_channels(guided_grad.float() * cam[:, None], reduce)
+
+
+def guided_grad_cam_from_pass(
+    context: MethodContext, reduce: Reduce, drop_tokens: int | None, grid: tuple[int, int] | None
+) -> Tensor:
+    """The guided pass's input gradient times Grad-CAM from the plain pass."""
+    cam = grad_cam_from_activation(*layer_feature_maps(context, "guided_grad_cam", drop_tokens, grid), context.size)
+    return guided_grad_cam_from(context.guided.input_grad, cam, reduce)
+
+
+def _check_options(reduce: object, drop_tokens: object, grid: object) -> None:
+    check_reduce(reduce)
+    check_token_options(drop_tokens, grid)
+
+
+SPEC = register(
+    MethodSpec(
+        name="guided_grad_cam",
+        summary="guided backprop times the upsampled Grad-CAM map, per channel (Selvaraju et al., 2017)",
+        compute=guided_grad_cam_from_pass,
+        passes=frozenset({"plain", "guided"}),
+        needs_layer=True,
+        needs_float=True,
+        defaults={"reduce": "max_abs", **TOKEN_DEFAULTS},
+        check=_check_options,
+    )
+)
 
 
 def guided_grad_cam(
@@ -41,9 +72,4 @@ def guided_grad_cam(
     Example:
         >>> maps = guided_grad_cam(model, images, layer="features")  # doctest: +SKIP
     """
-    from lightning_explain.attribution.explain import compute_explanation  # explain.py imports this module
-
-    options = {"guided_grad_cam": {"reduce": reduce}}
-    return compute_explanation(model, inputs, target, layer, methods=("guided_grad_cam",), options=options).maps[
-        "guided_grad_cam"
-    ]
+    return explain_one("guided_grad_cam", model, inputs, target, layer, options={"reduce": reduce})

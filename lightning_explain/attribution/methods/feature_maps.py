@@ -6,36 +6,27 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.gradients import check_inputs
 from lightning_explain.core.layers import LayerSpec, resolve_layer
-from lightning_explain.core.recording import check_logits, record_outputs
+from lightning_explain.core.recording import capture_layer_outputs
 
 
-def capture_activations(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module]) -> tuple[Tensor, dict]:
-    """One forward pass in eval mode under ``no_grad``: ``(logits, {name: the layer's output})``.
+def feature_maps_from_pass(context: MethodContext) -> Tensor:
+    """The layer's output, recorded by the plain pass or by a forward pass, as float32."""
+    return context.activation.float()
 
-    Each output is copied when recorded, so an in-place op that follows cannot change it.
 
-    Raises:
-        ValueError: a layer that is not called, called more than once, or returns no tensor.
-    """
-
-    def copy_tensor(name: str, output: object) -> Tensor:
-        if not isinstance(output, Tensor):
-            raise TypeError(
-                f"Feature maps need a layer whose output is a tensor; {name!r} returned {type(output).__name__}."
-            )
-        return output.detach().clone()
-
-    logits, captured = record_outputs(model, inputs, layers, recorder=copy_tensor)
-    logits = check_logits(logits).detach()
-    for name, outputs in captured.items():
-        if len(outputs) != 1:
-            raise ValueError(
-                f"Layer {name!r} was called {len(outputs)} times in one forward pass; feature maps need a layer "
-                "that runs exactly once. Choose another layer."
-            )
-    return logits, {name: outputs[0] for name, outputs in captured.items()}
+SPEC = register(
+    MethodSpec(
+        name="feature_maps",
+        summary="the layer's output itself, one tile per channel (not a heatmap)",
+        compute=feature_maps_from_pass,
+        passes=frozenset({"forward"}),
+        needs_layer=True,
+        output="activation",
+    )
+)
 
 
 def feature_maps(
@@ -64,6 +55,6 @@ def feature_maps(
     if not specs:
         raise ValueError("layer= must name at least one layer (or be None for the last spatial layer).")
     modules = dict(resolve_layer(model, spec, inputs) for spec in specs)
-    _, outputs = capture_activations(model, inputs, modules)
+    _, outputs = capture_layer_outputs(model, inputs, modules)
     outputs = {name: value.float() for name, value in outputs.items()}
     return outputs if isinstance(layer, (list, tuple)) else next(iter(outputs.values()))

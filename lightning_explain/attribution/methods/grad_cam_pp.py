@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_explain.attribution._layer_maps import TOKEN_DEFAULTS, check_token_options, layer_feature_maps
+from lightning_explain.attribution.engine import explain_one
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.targets import TargetSpec
 
@@ -38,6 +41,25 @@ def grad_cam_pp_from_activation(activation: Tensor, activation_grad: Tensor, siz
     return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
+def grad_cam_pp_from_pass(context: MethodContext, drop_tokens: int | None, grid: tuple[int, int] | None) -> Tensor:
+    """Grad-CAM++ from the plain pass's layer activation and gradient."""
+    activation, gradient = layer_feature_maps(context, "grad_cam_pp", drop_tokens, grid)
+    return grad_cam_pp_from_activation(activation, gradient, context.size)
+
+
+SPEC = register(
+    MethodSpec(
+        name="grad_cam_pp",
+        summary="Grad-CAM with per-location weights from higher-order gradients (Chattopadhyay et al., 2018)",
+        compute=grad_cam_pp_from_pass,
+        passes=frozenset({"plain"}),
+        needs_layer=True,
+        defaults=TOKEN_DEFAULTS,
+        check=check_token_options,
+    )
+)
+
+
 def grad_cam_pp(model: nn.Module, inputs: Tensor, target: TargetSpec = None, layer: LayerSpec = None) -> Tensor:
     """Grad-CAM++ heatmap at a layer's output, upsampled to the input size, not normalised.
 
@@ -59,6 +81,4 @@ def grad_cam_pp(model: nn.Module, inputs: Tensor, target: TargetSpec = None, lay
     Example:
         >>> heat = grad_cam_pp(model, images, layer="features")  # doctest: +SKIP
     """
-    from lightning_explain.attribution.explain import compute_explanation  # explain.py imports this module
-
-    return compute_explanation(model, inputs, target, layer, methods=("grad_cam_pp",)).maps["grad_cam_pp"]
+    return explain_one("grad_cam_pp", model, inputs, target, layer)

@@ -1,4 +1,9 @@
-"""Guided Backpropagation (Springenberg et al., 2015), without replacing the model's modules."""
+"""The guided shared pass: one forward and one backward pass with every ``nn.ReLU`` passing only positive gradients.
+
+The plain shared pass is :func:`lightning_explain.core.gradients.gradient_pass`; this module adds the guided
+one (Springenberg et al., 2015) that ``guided_backprop`` and ``guided_grad_cam`` read, without replacing or
+changing the user's modules.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ from collections.abc import Iterator
 
 from torch import Tensor, autograd, nn
 
-from lightning_explain.attribution._reduce import Reduce
 from lightning_explain.core.gradients import GradientPass, gradient_pass
 from lightning_explain.core.targets import TargetSpec
 
@@ -60,34 +64,3 @@ def guided_gradient_pass(model: nn.Module, inputs: Tensor, target: TargetSpec = 
                 stacklevel=3,
             )
         return gradient_pass(model, inputs, target)
-
-
-def guided_backprop(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce: Reduce = "max_abs") -> Tensor:
-    """Guided Backpropagation: the input gradient with negative gradients stopped at every ReLU.
-
-    Equal to Captum's ``GuidedBackprop(model).attribute(x, target=t)`` on models whose ReLUs
-    are ``nn.ReLU`` modules (in-place or not), without replacing or changing the user's modules.
-    Functional ReLUs (``F.relu``, ``torch.relu``, ``x.relu_()``) cannot be hooked: there the
-    ordinary ReLU gradient is used, as in Captum; a warning is raised when the model has no
-    ``nn.ReLU`` module at all. Runs its own forward and backward pass (the modified backward
-    cannot be shared with the plain gradient methods).
-
-    Args:
-        model: a classifier returning logits (N, K).
-        inputs: a batch (N, C, H, W).
-        target: ``None`` = the predicted class, an ``int``, or a LongTensor (N,).
-        reduce: ``"max_abs"`` (default, as :func:`saliency`), ``"sum"``, ``"sum_abs"``, or
-            ``None`` for the per-channel attribution (N, C, H, W).
-
-    Returns:
-        A float32 tensor (N, H, W), or (N, C, H, W) with ``reduce=None``.
-
-    Example:
-        >>> maps = guided_backprop(model, images, target=labels)  # doctest: +SKIP
-    """
-    from lightning_explain.attribution.explain import compute_explanation  # explain.py imports this module
-
-    options = {"guided_backprop": {"reduce": reduce}}
-    return compute_explanation(model, inputs, target, methods=("guided_backprop",), options=options).maps[
-        "guided_backprop"
-    ]

@@ -14,9 +14,11 @@ from lightning_explain.attribution._multipass import (
     repeat_targets,
 )
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
-from lightning_explain.core.gradients import check_inputs, gradient_pass
-from lightning_explain.core.recording import forward_logits
+from lightning_explain.attribution.engine import explain_one
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
+from lightning_explain.core.gradients import gradient_pass
 from lightning_explain.core.targets import TargetSpec
+from lightning_explain.core.validation import check_int
 
 INTEGRATION_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 """Quadrature rules along the path, with the same points and weights as Captum's ``method=`` choices."""
@@ -24,8 +26,7 @@ INTEGRATION_RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riem
 
 def integration_points(steps: int, method: str = "gausslegendre") -> tuple[list[float], list[float]]:
     """``(alphas, weights)`` in [0, 1] for ``steps`` points of a quadrature rule on the path."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps must be an int >= 2, got {steps!r}.")
+    check_int("steps", steps, low=2)
     if method not in INTEGRATION_RULES:
         raise ValueError(f"method must be one of {list(INTEGRATION_RULES)}, got {method!r}.")
     if method == "gausslegendre":
@@ -78,12 +79,22 @@ def integrated_gradients(
     Example:
         >>> maps = integrated_gradients(model, images, target=labels, steps=64)  # doctest: +SKIP
     """
-    check_inputs(inputs, need_float=True)
-    check_reduce(reduce)
-    check_chunk_size(chunk_size)
+    options = {"baseline": baseline, "steps": steps, "method": method, "chunk_size": chunk_size, "reduce": reduce}
+    return explain_one("integrated_gradients", model, inputs, target, options=options)
+
+
+def integrated_gradients_from_targets(
+    context: MethodContext,
+    baseline: float | Tensor | None,
+    steps: int,
+    method: str,
+    chunk_size: int,
+    reduce: Reduce,
+) -> Tensor:
+    """Integrated gradients for the targets the engine resolved: its own ``steps`` batched passes."""
+    model, inputs, target = context.model, context.inputs, context.target
     alphas, weights = integration_points(steps, method)
     base = check_baseline(baseline, inputs)
-    _, target = forward_logits(model, inputs, target)  # the class explained: that of the input itself
     n = inputs.shape[0]
     per_chunk = copies_per_chunk(n, chunk_size)
     with torch.inference_mode(False), torch.no_grad():
@@ -100,3 +111,27 @@ def integrated_gradients(
             accumulator += (weight * grad.view(copies, *x.shape)).sum(dim=0)
         attribution = delta * accumulator
     return reduce_channels(attribution, reduce)
+
+
+def _check_options(baseline: object, steps: object, method: object, chunk_size: object, reduce: object) -> None:
+    check_reduce(reduce)
+    check_chunk_size(chunk_size)
+    integration_points(steps, method)
+
+
+SPEC = register(
+    MethodSpec(
+        name="integrated_gradients",
+        summary="(x - baseline) times the input gradient integrated along the path (Sundararajan et al., 2017)",
+        compute=integrated_gradients_from_targets,
+        needs_float=True,
+        defaults={
+            "baseline": None,
+            "steps": 32,
+            "method": "gausslegendre",
+            "chunk_size": DEFAULT_CHUNK_SIZE,
+            "reduce": "max_abs",
+        },
+        check=_check_options,
+    )
+)

@@ -4,8 +4,29 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._reduce import Reduce
+from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
+from lightning_explain.attribution.engine import explain_one
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.targets import TargetSpec
+
+
+def saliency_from_pass(context: MethodContext, reduce: Reduce) -> Tensor:
+    """``reduce(dS/dx)`` from the plain pass's input gradient."""
+    return reduce_channels(context.plain.input_grad, reduce)
+
+
+SPEC = register(
+    MethodSpec(
+        name="saliency",
+        summary="the magnitude of the input gradient |dS/dx| (Simonyan et al., 2014)",
+        compute=saliency_from_pass,
+        passes=frozenset({"plain"}),
+        input_grad=True,
+        needs_float=True,
+        defaults={"reduce": "max_abs"},
+        check=check_reduce,
+    )
+)
 
 
 def saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce: Reduce = "max_abs") -> Tensor:
@@ -29,7 +50,4 @@ def saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce
         >>> maps.shape
         torch.Size([8, 32, 32])
     """
-    from lightning_explain.attribution.explain import compute_explanation  # explain.py imports this module
-
-    options = {"saliency": {"reduce": reduce}}
-    return compute_explanation(model, inputs, target, methods=("saliency",), options=options).maps["saliency"]
+    return explain_one("saliency", model, inputs, target, options={"reduce": reduce})

@@ -12,9 +12,11 @@ from lightning_explain.attribution._multipass import (
     repeat_targets,
 )
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
-from lightning_explain.core.gradients import check_inputs, gradient_pass
-from lightning_explain.core.recording import forward_logits
+from lightning_explain.attribution.engine import explain_one
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
+from lightning_explain.core.gradients import gradient_pass
 from lightning_explain.core.targets import TargetSpec
+from lightning_explain.core.validation import check_int, check_number
 
 
 def noise_scale(inputs: Tensor, noise: float) -> Tensor:
@@ -26,12 +28,9 @@ def noise_scale(inputs: Tensor, noise: float) -> Tensor:
 
 def check_noise_options(samples: object, noise: object, seed: object) -> None:
     """Raise ``ValueError`` unless ``samples`` is a positive int, ``noise`` a finite number >= 0, ``seed`` an int."""
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive int (noisy copies per input), got {samples!r}.")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or noise == float("inf"):
-        raise ValueError(f"noise must be a finite number >= 0 (a fraction of the input range), got {noise!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}.")
+    check_int("samples", samples, low=1, expected="a positive int (noisy copies per input)")
+    check_number("noise", noise, low=0, finite=True, expected="a finite number >= 0 (a fraction of the input range)")
+    check_int("seed", seed)
 
 
 def smoothgrad(
@@ -73,11 +72,15 @@ def smoothgrad(
     Example:
         >>> maps = smoothgrad(model, images, samples=32, noise=0.1)  # doctest: +SKIP
     """
-    check_inputs(inputs, need_float=True)
-    check_reduce(reduce)
-    check_chunk_size(chunk_size)
-    check_noise_options(samples, noise, seed)
-    _, target = forward_logits(model, inputs, target)  # the class explained: that of the clean input
+    options = {"samples": samples, "noise": noise, "seed": seed, "chunk_size": chunk_size, "reduce": reduce}
+    return explain_one("smoothgrad", model, inputs, target, options=options)
+
+
+def smoothgrad_from_targets(
+    context: MethodContext, samples: int, noise: float, seed: int, chunk_size: int, reduce: Reduce
+) -> Tensor:
+    """SmoothGrad for the targets the engine resolved: its own batched passes over the noisy copies."""
+    model, inputs, target = context.model, context.inputs, context.target
     if noise == 0:
         samples = 1
     n = inputs.shape[0]
@@ -96,3 +99,21 @@ def smoothgrad(
             total += grad.view(copies, *x.shape).sum(dim=0)
         attribution = total / samples
     return reduce_channels(attribution, reduce)
+
+
+def _check_options(samples: object, noise: object, seed: object, chunk_size: object, reduce: object) -> None:
+    check_reduce(reduce)
+    check_chunk_size(chunk_size)
+    check_noise_options(samples, noise, seed)
+
+
+SPEC = register(
+    MethodSpec(
+        name="smoothgrad",
+        summary="the input gradient averaged over noisy copies of the input (Smilkov et al., 2017)",
+        compute=smoothgrad_from_targets,
+        needs_float=True,
+        defaults={"samples": 16, "noise": 0.15, "seed": 0, "chunk_size": DEFAULT_CHUNK_SIZE, "reduce": "max_abs"},
+        check=_check_options,
+    )
+)

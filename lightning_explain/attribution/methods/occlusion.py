@@ -16,9 +16,12 @@ from lightning_explain.attribution._multipass import (
     target_outputs,
 )
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
-from lightning_explain.core.gradients import check_inputs, explanation_mode
-from lightning_explain.core.recording import check_logits, forward_logits
+from lightning_explain.attribution.engine import explain_one
+from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
+from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.recording import check_logits
 from lightning_explain.core.targets import TargetSpec
+from lightning_explain.core.validation import is_int
 
 
 def check_window(window: object, stride: object) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -36,11 +39,7 @@ def check_window(window: object, stride: object) -> tuple[tuple[int, int], tuple
 
 def _pair(name: str, value: object) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else value
-    if (
-        not isinstance(pair, (tuple, list))
-        or len(pair) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)
-    ):
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(is_int(v) and v >= 1 for v in pair):
         raise ValueError(f"{name} must be a positive int or a pair (height, width) of them, got {value!r}.")
     return int(pair[0]), int(pair[1])
 
@@ -92,20 +91,25 @@ def occlusion(
     Example:
         >>> maps = occlusion(model, images, window=4, stride=2)  # doctest: +SKIP
     """
-    check_inputs(inputs, need_float=True)
-    if inputs.ndim != 4:
-        raise ValueError(
-            f"occlusion slides a window over images (N, C, H, W); got inputs of shape {tuple(inputs.shape)}. "
-            "Drop 'occlusion' from methods for non-image inputs."
-        )
-    check_reduce(reduce)
-    check_chunk_size(chunk_size)
+    options = {"window": window, "stride": stride, "baseline": baseline, "chunk_size": chunk_size, "reduce": reduce}
+    return explain_one("occlusion", model, inputs, target, options=options)
+
+
+def occlusion_from_targets(
+    context: MethodContext,
+    window: int | tuple[int, int],
+    stride: int | tuple[int, int] | None,
+    baseline: float | Tensor,
+    chunk_size: int,
+    reduce: Reduce,
+) -> Tensor:
+    """Occlusion for the targets the engine resolved, against the clean scores of its logits: forward passes only."""
+    model, inputs, target, logits = context.model, context.inputs, context.target, context.logits
     size = (inputs.shape[2], inputs.shape[3])
     window, stride = check_window(window, stride)
     if window[0] > size[0] or window[1] > size[1]:
         raise ValueError(f"window={window} is larger than the images {size}; pass a smaller window=.")
     base = check_baseline(baseline, inputs)
-    logits, target = forward_logits(model, inputs, target)
     positions = window_positions(size, window, stride)
     n = inputs.shape[0]
     per_chunk = copies_per_chunk(n, chunk_size)
@@ -126,3 +130,23 @@ def occlusion(
             count += mask.sum(dim=0)
         attribution = (total / count).expand(-1, x.shape[1], -1, -1)
     return reduce_channels(attribution, reduce)
+
+
+def _check_options(window: object, stride: object, baseline: object, chunk_size: object, reduce: object) -> None:
+    check_reduce(reduce)
+    check_chunk_size(chunk_size)
+    check_window(window, stride)
+
+
+SPEC = register(
+    MethodSpec(
+        name="occlusion",
+        summary="how much the target score drops when a window over the image is covered (Zeiler and Fergus, 2014)",
+        compute=occlusion_from_targets,
+        needs_float=True,
+        needs_images=True,
+        images_reason="slides a window over images",
+        defaults={"window": 8, "stride": None, "baseline": 0.0, "chunk_size": DEFAULT_CHUNK_SIZE, "reduce": "max_abs"},
+        check=_check_options,
+    )
+)

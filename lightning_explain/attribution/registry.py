@@ -1,0 +1,175 @@
+"""The method registry: one :class:`MethodSpec` per attribution method, registered by the method's own module.
+
+A spec says everything the engine (:mod:`lightning_explain.attribution.engine`) needs to know about a method
+without importing it: which shared pass feeds it, whether it needs a layer, float inputs or images, its
+options with their defaults and their check, and the function that turns the passes into a map. Each module in
+:mod:`lightning_explain.attribution.methods` calls :func:`register` once at import; that package imports every
+module in it, so a new method is one new module there.
+
+Example:
+    >>> from lightning_explain.attribution.registry import MethodSpec, register  # doctest: +SKIP
+    >>> register(
+    ...     MethodSpec(
+    ...         name="gradient_x_input",
+    ...         summary="the input times its gradient",
+    ...         passes=frozenset({"plain"}),
+    ...         input_grad=True,
+    ...         needs_float=True,
+    ...         defaults={"reduce": "max_abs"},
+    ...         check=lambda reduce: check_reduce(reduce),
+    ...         compute=lambda ctx, reduce: reduce_channels(ctx.inputs * ctx.plain.input_grad, reduce),
+    ...     )
+    ... )  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from lightning_explain.core.gradients import GradientPass
+from lightning_explain.core.targets import TargetSpec
+
+SHARED_PASSES = ("plain", "forward", "guided")
+"""The passes the engine runs at most once per call and hands to every method that reads them:
+
+- ``"plain"``: one forward and one backward pass (:func:`~lightning_explain.core.gradients.gradient_pass`) to the
+  layer's output and, when a method sets ``input_grad``, to the input;
+- ``"forward"``: the layer's output only (no backward); served by the plain pass when that runs anyway;
+- ``"guided"``: one forward and one backward pass with guided ReLUs
+  (:func:`~lightning_explain.attribution.passes.guided_gradient_pass`).
+
+A method with no shared pass (``passes=frozenset()``) runs its own passes inside ``compute`` for the targets the
+engine resolved once (integrated gradients, SmoothGrad, occlusion)."""
+
+
+@dataclass
+class MethodContext:
+    """What a method's ``compute`` gets: the call's inputs and the shared passes that ran.
+
+    Attributes:
+        model: the model (a method that runs its own passes uses it; leave it as found).
+        inputs: the batch.
+        target: the targets resolved once for every method: a LongTensor (N,), or ``None`` for a
+            single-output model; pass it on to a method's own passes so they explain the same class.
+        logits: the model's detached output for ``inputs``.
+        layer_name: the layer's name when a method needs a layer, else ``None``.
+        plain: the plain shared pass, when one ran.
+        guided: the guided shared pass, when one ran.
+        activation: the layer's output when a layer was requested.
+    """
+
+    model: nn.Module
+    inputs: Tensor
+    target: TargetSpec
+    logits: Tensor
+    layer_name: str | None = None
+    plain: GradientPass | None = None
+    guided: GradientPass | None = None
+    activation: Tensor | None = None
+
+    @property
+    def size(self) -> tuple[int, ...]:
+        """The inputs' spatial size ``(H, W)`` (what layer maps are upsampled to)."""
+        return tuple(self.inputs.shape[2:])
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How one attribution method is computed, for the engine.
+
+    Attributes:
+        name: the name users pass in ``methods=`` (``explain``, the callbacks, the sanity check).
+        summary: one line for the docs and error messages (what the map shows).
+        compute: ``(context, **options) -> map``: turns the shared passes (or its own passes) into a float32
+            map (N, H, W) (or what ``reduce=None`` asks for); for ``output="activation"`` the layer's output.
+        passes: the shared passes it reads, a subset of
+            :data:`~lightning_explain.attribution.registry.SHARED_PASSES`; empty = its own passes.
+        input_grad: it reads the plain pass's input gradient (so the plain pass computes it).
+        needs_layer: it explains a layer (``layer=``; found automatically when ``None``); implies image inputs.
+        needs_float: it differentiates or perturbs the inputs, so they must be floating point.
+        needs_images: it works on images (N, C, H, W) only; ``images_reason`` says why, in the error.
+        images_reason: completes "{name} ... (N, C, H, W)" in the error for non-image inputs.
+        defaults: its keyword options and their defaults (what ``options={name: {...}}`` may set).
+        check: called with every option (defaults filled in) at configuration time; raises ``ValueError``
+            for a bad value. Checks that need the inputs (a baseline's shape) belong in ``compute``.
+        output: ``"map"`` (a heatmap) or ``"activation"`` (the layer's output, such as feature maps).
+    """
+
+    name: str
+    summary: str
+    compute: Callable[..., Tensor]
+    passes: frozenset[str] = frozenset()
+    input_grad: bool = False
+    needs_layer: bool = False
+    needs_float: bool = False
+    needs_images: bool = False
+    images_reason: str = "works on images"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[..., None] | None = None
+    output: str = "map"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.passes) - set(SHARED_PASSES)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown shared pass(es) {sorted(unknown)}; choose from {SHARED_PASSES}.")
+        if self.output not in ("map", "activation"):
+            raise ValueError(f"{self.name}: output must be 'map' or 'activation', got {self.output!r}.")
+        if self.input_grad and "plain" not in self.passes:
+            raise ValueError(f"{self.name}: input_grad=True reads the plain pass; add 'plain' to passes.")
+
+    @property
+    def images_only(self) -> bool:
+        """Whether the method needs image inputs (N, C, H, W): a layer method, or one that says so."""
+        return self.needs_layer or self.needs_images
+
+    def check_options(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with the defaults filled in, after :attr:`check`; ``ValueError`` for unknown names."""
+        unknown = [key for key in values if key not in self.defaults]
+        if unknown:
+            valid = list(self.defaults) or "none"
+            raise ValueError(f"{self.name} takes no option(s) {unknown}; its options: {valid}.")
+        given = {**self.defaults, **values}
+        if self.check is not None:
+            self.check(**given)
+        return given
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add ``spec`` to the registry (once per name) and return it.
+
+    Raises:
+        ValueError: another spec already has that name.
+    """
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"A method named {spec.name!r} is already registered; choose another name.")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def registered() -> tuple[MethodSpec, ...]:
+    """Every registered spec: heatmap methods that read the shared passes, then those that run their own passes,
+    then those that return activations; in registration order (the methods package imports by name) within each."""
+    return tuple(sorted(_REGISTRY.values(), key=lambda s: (s.output != "map", not s.passes)))
+
+
+def method_names() -> tuple[str, ...]:
+    """The names of :func:`registered`, in its order."""
+    return tuple(spec.name for spec in registered())
+
+
+def get_spec(name: str) -> MethodSpec:
+    """The spec registered as ``name``.
+
+    Raises:
+        ValueError: no method has that name; the message lists the valid ones.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown method {name!r}; valid choices: {list(method_names())}.")
+    return _REGISTRY[name]
