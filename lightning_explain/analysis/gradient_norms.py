@@ -8,16 +8,13 @@ layer on the device, so an event costs one transfer of a small vector to the hos
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_explain.core.gradients import explanation_mode
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""``loss_fn(logits, targets) -> scalar loss``."""
+from lightning_explain.core.losses import LossFn, mean_loss
 
 
 def parameter_owners(model: nn.Module) -> tuple[list[str], dict[nn.Parameter, int]]:
@@ -72,11 +69,11 @@ def probe_loss_gradients(
     """Gradients of the loss on a batch with respect to ``parameters``, without touching ``.grad``.
 
     Computed in eval mode (no BatchNorm update, no dropout draw); the model is left as found.
-    ``loss_fn`` defaults to cross-entropy on ``(logits, targets)``.
+    ``loss_fn(logits, targets)`` gives per-sample losses (N,) (cross-entropy by default), whose mean
+    is differentiated; a loss already reduced to a 0-d tensor is taken as it is.
     """
-    loss_fn = loss_fn or F.cross_entropy
     with explanation_mode(model, inputs.device):
-        loss = loss_fn(model(inputs.detach().clone()), targets)
+        loss = mean_loss(loss_fn, model(inputs.detach().clone()), targets)
         grads = torch.autograd.grad(loss, list(parameters), allow_unused=True)
     return [None if g is None else g.detach() for g in grads]
 

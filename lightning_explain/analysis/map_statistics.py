@@ -68,3 +68,57 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     1 when both maps order pixels the same way, 0 when unrelated, -1 when reversed.
     """
     return pearson(average_ranks(a.float().flatten(1)), average_ranks(b.float().flatten(1)))
+
+
+def map_ranks(maps: Tensor) -> Tensor:
+    """Each map's pixel (or feature) ranks (N, P), ties averaged: all :func:`map_change` needs of an event's maps."""
+    return average_ranks(maps.float().flatten(1))
+
+
+def map_change(ranks: Tensor, previous: Tensor | None) -> Tensor | None:
+    """``change``: 1 − the mean Spearman correlation of each sample's map with its map at the previous event.
+
+    ``ranks`` and ``previous`` are :func:`map_ranks` of the two events' maps. 0 when the model
+    orders the pixels as before, 1 when unrelated, up to 2 when reversed. ``None`` when there is no
+    previous event, or its maps had another shape (a new probe); NaN when every map is constant.
+
+    Example:
+        >>> maps = torch.rand(4, 8, 8)
+        >>> map_change(map_ranks(maps), map_ranks(maps)).item()
+        0.0
+    """
+    if previous is None or previous.shape != ranks.shape:
+        return None
+    return 1 - pearson(ranks, previous.to(ranks.device)).nanmean()
+
+
+class ChangeSeries:
+    """The ``change`` statistic along a run, one series per key (a method): what the callbacks log as ``…/change``.
+
+    Keeps only the last event's ranks per key (never the maps), and saves them in checkpoints.
+
+    Example:
+        >>> series = ChangeSeries()
+        >>> series.update("saliency", torch.rand(2, 4, 4)) is None  # the first event has nothing to compare with
+        True
+        >>> float(series.update("saliency", torch.rand(2, 4, 4))) >= 0
+        True
+    """
+
+    def __init__(self) -> None:
+        self._ranks: dict[str, Tensor] = {}
+
+    def update(self, key: str, maps: Tensor) -> Tensor | None:
+        """This event's change for ``key`` (see :func:`map_change`), and remember its maps' ranks for the next."""
+        ranks = map_ranks(maps)
+        change = map_change(ranks, self._ranks.get(key))
+        self._ranks[key] = ranks
+        return change
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The last ranks per key, on the CPU."""
+        return {key: ranks.cpu() for key, ranks in self._ranks.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Continue the series saved by :meth:`state_dict`."""
+        self._ranks = dict(state)

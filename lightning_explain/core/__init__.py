@@ -11,6 +11,7 @@ the random streams):
 - :func:`record_outputs` / :func:`forward_logits`: one forward pass that records chosen modules'
   outputs, or just the logits and targets;
 - :func:`resolve_layer` / :func:`find_target_layer`: the layer a layer method explains;
+- :data:`LossFn` / :func:`per_sample_losses` / :func:`mean_loss`: the loss convention, per-sample losses (N,);
 - :func:`check_int` / :func:`check_number` / :func:`check_ints` / :func:`check_images`: the argument
   validators, one message style for every bad argument.
 
@@ -21,6 +22,7 @@ Example:
 
 from lightning_explain.core.gradients import GradientPass, check_inputs, explanation_mode, gradient_pass, restore_modes
 from lightning_explain.core.layers import LayerSpec, find_target_layer, resolve_layer
+from lightning_explain.core.losses import LossFn, mean_loss, per_sample_cross_entropy, per_sample_losses
 from lightning_explain.core.recording import call_order, check_logits, forward_logits, record_outputs
 from lightning_explain.core.rng import preserved_global_rng, preserved_torch_rng
 from lightning_explain.core.targets import TargetSpec, select_targets, target_scores
@@ -29,6 +31,7 @@ from lightning_explain.core.validation import check_images, check_int, check_int
 __all__ = [
     "GradientPass",
     "LayerSpec",
+    "LossFn",
     "TargetSpec",
     "call_order",
     "check_images",
@@ -43,6 +46,9 @@ __all__ = [
     "gradient_pass",
     "is_int",
     "is_number",
+    "mean_loss",
+    "per_sample_cross_entropy",
+    "per_sample_losses",
     "preserved_global_rng",
     "preserved_torch_rng",
     "record_outputs",
