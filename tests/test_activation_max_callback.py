@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lit_helpers import LitCNN, loaders, read_tensorboard, trainer
 
+from lightning_explain._compat import MisconfigurationException
 from lightning_explain.callbacks.activation_max_callback import ActivationMaximizationCallback
 
 
@@ -46,7 +47,7 @@ def test_training_is_not_disturbed(tmp_path):
 )
 def test_bad_configuration_stops_fit_before_the_first_step(tmp_path, kwargs, match):
     model = LitCNN()
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(MisconfigurationException, match=match):
         fit(tmp_path, [ActivationMaximizationCallback(steps=1, **kwargs)], model=model)
     assert model.training_steps == 0
 

@@ -50,7 +50,7 @@ def test_the_overfit_monitor_survives_a_backward_that_refuses_retain_graph(tmp_p
 def test_feature_maps_of_a_layer_that_is_not_spatial_stop_fit_at_the_start(tmp_path):
     model = LitCNN()
     logger = TensorBoardLogger(tmp_path, name="tb")
-    with pytest.raises(ValueError, match=r"feature_maps.*\(N, C, h, w\).*head.3"):
+    with pytest.raises(MisconfigurationException, match=r"feature_maps.*\(N, C, h, w\).*head.3"):
         fit(tmp_path, [ExplainCallback(methods=["feature_maps"], layer="head.3")], model=model, logger=logger)
     assert model.training_steps == 0
 

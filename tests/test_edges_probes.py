@@ -148,6 +148,6 @@ def test_a_nan_probe_from_the_data_stops_fit_before_the_first_step(tmp_path):
     train_loader, _ = loaders()
     bad = TensorDataset(torch.full((8, 1, 12, 12), float("nan")), torch.zeros(8, dtype=torch.long))
     model = LitCNN()
-    with pytest.raises(ValueError, match="ExplainCallback.*validation.*NaN or inf"):
+    with pytest.raises(MisconfigurationException, match="ExplainCallback.*validation.*NaN or inf"):
         fit(tmp_path, [ExplainCallback()], model=model, data=(train_loader, DataLoader(bad, batch_size=4)))
     assert model.training_steps == 0

@@ -186,7 +186,7 @@ def test_batches_that_cannot_be_unpacked_fail_fast_and_unpack_batch_fixes_them(t
 
     data = torch.utils.data.DataLoader(DictDataset(), batch_size=8)
     model = DictModule()
-    with pytest.raises(ValueError, match="unpack_batch"):
+    with pytest.raises(MisconfigurationException, match="unpack_batch"):
         trainer(tmp_path, [ExplainCallback()]).fit(model, train_dataloaders=data)
     assert model.training_steps == 0
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 import lightning_explain.callbacks.explain_callback as explain_module
 from lightning_explain import ExplainCallback
+from lightning_explain._compat import MisconfigurationException
 from lightning_explain.attribution import METHODS, explain
 from lightning_explain.render.grids import COLORMAPS, render_feature_maps
 
@@ -97,7 +98,7 @@ def test_constructor_rejects_bad_methods_and_options(kwargs, message):
 def test_bad_option_values_stop_fit_before_the_first_step(tmp_path):
     model = LitCNN()
     callback = ExplainCallback(methods=("occlusion",), method_options={"occlusion": {"window": 20}})
-    with pytest.raises(ValueError, match="smaller window"):
+    with pytest.raises(MisconfigurationException, match="smaller window"):
         fit(tmp_path, callback, model=model)
     assert model.training_steps == 0
 
@@ -181,6 +182,6 @@ def test_grad_cam_on_a_vision_transformers_token_layer(tmp_path):
     assert [e.step for e in events.Images("explain/grad_cam_pp")] == [0, 4]
 
     model = LitViT()
-    with pytest.raises(ValueError, match="returns tokens"):  # without the option: an error before step 0
+    with pytest.raises(MisconfigurationException, match="returns tokens"):  # without the option: an error before step 0
         fit(tmp_path, ExplainCallback(layer="vit.block", methods=("grad_cam",)), model=model)
     assert model.training_steps == 0

@@ -14,6 +14,7 @@ from lit_helpers import RecordingLogger, read_tensorboard, trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_explain._compat import MisconfigurationException
 from lightning_explain.callbacks.feature_explain_callback import FeatureExplainCallback
 
 
@@ -121,7 +122,7 @@ def test_bad_probes_stop_fit_before_the_first_step(tmp_path, probe, kwargs, matc
     x, y = table()
     model = LitTable()
     callback = FeatureExplainCallback(probe=probe, **kwargs)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(MisconfigurationException, match=match):
         trainer(tmp_path, [callback]).fit(model, loader(x, y))
     assert model.global_step == 0
 
@@ -167,5 +168,6 @@ def test_state_dict_round_trip(tmp_path):
     restored = FeatureExplainCallback()
     restored.load_state_dict(state)
     assert restored._last_event_step == callback._last_event_step == 4
-    assert torch.equal(restored._previous, callback._previous) and restored._previous.shape == (8, 6)
+    ranks, kept = restored._change.state_dict()["saliency"], callback._change.state_dict()["saliency"]
+    assert torch.equal(ranks, kept) and ranks.shape == (8, 6)
     assert np.allclose(restored._probe.inputs.numpy(), x[:8].numpy())

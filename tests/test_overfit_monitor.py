@@ -174,7 +174,7 @@ def test_masks_that_do_not_match_the_probe_stop_fit_before_the_first_step(tmp_pa
 def test_a_loss_fn_that_reduces_stops_fit_with_the_fix(tmp_path):
     model = LitCNN()
     monitor = OverfitMonitor(loss_fn=torch.nn.functional.cross_entropy)
-    with pytest.raises(ValueError, match="reduction='none'"):
+    with pytest.raises(MisconfigurationException, match="reduction='none'"):
         fit(tmp_path, [monitor], model=model)
     assert model.training_steps == 0
 

@@ -78,7 +78,7 @@ class PoolFirst(LitCNN):
 
 def test_grad_cam_without_a_spatial_layer_stops_fit_before_the_first_step(tmp_path):
     model = PoolFirst()
-    with pytest.raises(ValueError, match=r"Grad-CAM needs a layer with spatial output.*drop 'grad_cam'"):
+    with pytest.raises(MisconfigurationException, match=r"Grad-CAM needs a layer with spatial output.*drop 'grad_cam'"):
         fit(tmp_path, [ExplainCallback()], model=model)
     assert model.training_steps == 0
     fit(tmp_path, [ExplainCallback(methods=("saliency",))], model=PoolFirst(), max_epochs=1)  # the fix works
@@ -87,7 +87,7 @@ def test_grad_cam_without_a_spatial_layer_stops_fit_before_the_first_step(tmp_pa
 def test_integer_inputs_cannot_be_explained_by_saliency_and_fail_fast(tmp_path):
     model = LitCNN()
     probe = (torch.randint(0, 255, (2, 1, 12, 12)), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="float"):
+    with pytest.raises(MisconfigurationException, match="float"):
         fit(tmp_path, [ExplainCallback(probe=probe)], model=model)
     assert model.training_steps == 0
 
@@ -285,11 +285,11 @@ def _same_arguments(callback):
     return {}
 
 
-def test_a_checkpoint_of_version_0_1_0_with_previous_maps_still_resumes_the_change_series():
+def test_a_checkpoint_that_kept_whole_previous_maps_still_resumes_the_change_series():
     from lightning_explain.analysis.map_statistics import average_ranks
 
     maps = torch.rand(2, 4, 4)
     callback = ExplainCallback()
     callback.load_state_dict({"last_event_step": 8, "previous_maps": {"saliency": maps}, "fixed_scales": {}})
-    assert torch.equal(callback._previous_ranks["saliency"], average_ranks(maps.flatten(1)))
+    assert torch.equal(callback._change.state_dict()["saliency"], average_ranks(maps.flatten(1)))
     assert "previous_ranks" in callback.state_dict() and "previous_maps" not in callback.state_dict()

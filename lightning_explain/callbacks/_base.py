@@ -14,6 +14,7 @@ from lightning_explain.callbacks._fit_start import FitStartChecks
 from lightning_explain.callbacks._log_writer import LogWriter, WarnOnce
 from lightning_explain.callbacks.probe import Probe, UnpackBatch, check_probe_argument
 from lightning_explain.core.rng import preserved_global_rng
+from lightning_explain.core.validation import check_int
 
 SHARDED_STRATEGIES = ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAFSDPStrategy")
 """Strategies that shard parameters across ranks; the callbacks refuse them at setup."""
@@ -37,51 +38,20 @@ def check_strategy(trainer: Any, owner: str) -> None:
         )
 
 
-def resolve_target_mode(owner: str, target: str | int | None, targets: Any) -> str | int:
-    """What ``target=`` means for a probe: ``"label"``, ``"predicted"`` or a class index.
-
-    ``None`` is the label when every probe sample has one, else the prediction; ``"label"`` on a
-    probe without labels, or with negative ones (-100: unlabelled samples, which the losses
-    ignore), is a configuration error, raised at fit start.
-    """
-    unlabelled = 0 if targets is None else int((targets < 0).sum())
-    if target is None:
-        return "label" if targets is not None and not unlabelled else "predicted"
-    if target == "label" and targets is None:
-        raise MisconfigurationException(
-            f"{owner}(target='label') needs a probe with class labels, but the probe has none. "
-            "Use target='predicted', pass probe=(inputs, targets), or give unpack_batch= that returns targets."
-        )
-    if target == "label" and unlabelled:
-        raise MisconfigurationException(
-            f"{owner}(target='label'): {unlabelled} of the probe's {len(targets)} labels are negative (such as -100, "
-            "unlabelled samples that the losses ignore), so they name no class to explain. Use target='predicted', "
-            "or pass probe=(inputs, targets) with a label for every sample."
-        )
-    return target
-
-
-def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int >= 1 (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        also = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be a positive int{also}, got {value!r}.")
-
-
 class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
     """A callback that computes something on a fixed probe batch at scheduled steps.
 
     It is a ``Callback`` of ``lightning.pytorch`` and, when installed, of ``pytorch_lightning``, so
     either namespace's Trainer (and ``LightningCLI``) accepts it.
 
-    Subclasses implement :meth:`_start` (choose the probe with :meth:`_prepare_probe`, a dry run,
-    the baseline event when :meth:`_baseline_due`) and call :meth:`_event` when their schedule
-    fires. Events are deduplicated by ``trainer.global_step`` (two schedules firing at one step
-    give one event), run on global rank zero only, and after fit start a failure inside an
-    event is a warning: the event is skipped and training goes on. Every event and the start
-    leave the global random streams where they found them.
+    :meth:`_start` is a template (set-up, probe, dry run, baseline event): subclasses fill in its
+    steps, implement :meth:`_compute` and :meth:`_log_event`, keep their own checkpoint state in
+    :meth:`_extra_state`, and call :meth:`_event` when their schedule fires (or inherit
+    :class:`~lightning_explain.callbacks._schedule.ScheduledProbeCallback`). Events are
+    deduplicated by ``trainer.global_step`` (two schedules firing at one step give one event), run
+    on global rank zero only, and after fit start a failure inside an event is a warning: the
+    event is skipped and training goes on. Every event and the start leave the global random
+    streams where they found them.
 
     The start runs in ``on_train_start``, except: with a probe to take from an iterable training
     loader, in ``on_train_batch_start`` of the first batch, from that batch (iterating the loader
@@ -95,7 +65,7 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
     """
 
     def __init__(self, *, probe: Any, probe_size: int, unpack_batch: UnpackBatch | None) -> None:
-        check_positive_int("probe_size", probe_size)
+        check_int("probe_size", probe_size, low=1, expected="a positive int")
         if unpack_batch is not None and not callable(unpack_batch):
             raise ValueError(f"unpack_batch must be callable (batch -> (inputs, targets)), got {unpack_batch!r}.")
         self._user_probe = check_probe_argument(probe, class_targets=self._class_targets, name=self._probe_argument)
@@ -206,7 +176,7 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
 
     def _probe_sources(self) -> list[str]:
         """The sources (``"auto"``, ``"train"``, ``"val"``) of the probes to take from the data at the start."""
-        return ["auto"] if self._user_probe is None and self._probe is None else []
+        return ["auto"] if self._uses_probe and self._user_probe is None and self._probe is None else []
 
     def _try_start(self, trainer: Any, pl_module: Any, *, after_step: bool) -> None:
         if not after_step:
@@ -220,8 +190,53 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
             self._checked_start(trainer, pl_module)
         self._first_batch = None
 
+    # ------------------------------------------------------------------------- the start template
     def _start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose the probe, check the configuration with a dry run, log the baseline event."""
+        """Fit start, in four steps that subclasses fill in; any of them raising stops ``fit`` here.
+
+        1. :meth:`_setup_run`: what the run needs besides a probe (layer names, parameters);
+        2. :meth:`_choose_probes` (when :attr:`_uses_probe`), then :meth:`_check_probe`;
+        3. :meth:`_dry_run`: the first computation, under ``torch.no_grad()``, so bad configuration
+           fails before the first training step;
+        4. the baseline event, when :meth:`_baseline_wanted`: its result logged by :meth:`_log_event`.
+        """
+        self._setup_run(trainer, pl_module)
+        if self._uses_probe:
+            self._check_probe(self._choose_probes(trainer, pl_module))
+        with torch.no_grad():
+            result = self._dry_run(trainer, pl_module)
+        if self._baseline_wanted(trainer):
+            self._event(trainer, lambda step: self._log_event(pl_module, result, step))
+
+    @property
+    def _uses_probe(self) -> bool:
+        """Whether this configuration explains a probe batch (else no probe is taken)."""
+        return True
+
+    def _setup_run(self, trainer: Any, pl_module: Any) -> None:
+        """Step 1 of :meth:`_start`: prepare what the run needs besides the probe."""
+
+    def _choose_probes(self, trainer: Any, pl_module: Any) -> Probe:
+        """Step 2 of :meth:`_start`: choose the probe once per series and move it to the model."""
+        return self._prepare_probe(trainer, pl_module)
+
+    def _check_probe(self, probe: Probe) -> None:
+        """Step 2 of :meth:`_start`: raise ``MisconfigurationException`` for a probe this callback cannot use."""
+
+    def _dry_run(self, trainer: Any, pl_module: Any) -> Any:
+        """Step 3 of :meth:`_start`: the first computation; its result is the baseline event's."""
+        return self._compute(pl_module)
+
+    def _baseline_wanted(self, trainer: Any) -> bool:
+        """Step 4 of :meth:`_start`: whether to log the dry run as the baseline event (see :meth:`_baseline_due`)."""
+        return self._baseline_due(trainer)
+
+    def _compute(self, pl_module: Any) -> Any:
+        """What one event computes on the probe (on rank zero, under ``torch.no_grad()``)."""
+        raise NotImplementedError
+
+    def _log_event(self, pl_module: Any, result: Any, step: int) -> None:
+        """Log one event's result at ``step``."""
         raise NotImplementedError
 
     def _baseline_due(self, trainer: Any) -> bool:
@@ -248,46 +263,32 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
                 "later events are tried again (this warning is shown once per kind of error).",
             )
 
-    def _base_state(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """The series: the last event's step, the probe (so a resumed run explains the same samples) and
+        :meth:`_extra_state`."""
         probe = self._probe
-        return {
+        state = {
             "last_event_step": self._last_event_step,
             "probe_inputs": None if probe is None else probe.inputs,
             "probe_targets": None if probe is None else probe.targets,
         }
+        return {**state, **self._extra_state()}
 
-    def _load_base_state(self, state: dict[str, Any]) -> None:
-        self._last_event_step = state.get("last_event_step")
-        if state.get("probe_inputs") is not None:
-            self._probe = Probe(state["probe_inputs"], state.get("probe_targets"))
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the series saved by :meth:`state_dict`."""
+        self._last_event_step = state_dict.get("last_event_step")
+        if state_dict.get("probe_inputs") is not None:
+            self._probe = Probe(state_dict["probe_inputs"], state_dict.get("probe_targets"))
+        self._load_extra_state(state_dict)
+
+    def _extra_state(self) -> dict[str, Any]:
+        """A subclass's own part of the checkpoint (tensors on the CPU)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`_extra_state` saved (missing keys: a checkpoint from before they existed)."""
 
 
 def _has_lazy_parameters(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
-
-
-class ScheduledProbeCallback(ProbeEventCallback):
-    """A :class:`ProbeEventCallback` with the usual schedule: every ``every_n_steps`` optimizer
-    steps and at the end of every ``every_n_epochs`` epochs (either may be ``None`` = off).
-
-    Subclasses set both attributes and implement :meth:`_scheduled_event`. Steps without an
-    event cost one modulo check. ``every_n_steps`` counts ``trainer.global_step``, which
-    advances once per optimizer step: a LightningModule that steps two optimizers per batch
-    (a GAN under manual optimisation) advances it by two per batch, so ``every_n_steps=1``
-    fires on even steps only, once per batch, and ``every_n_steps=k`` every ``k / 2`` batches.
-    """
-
-    every_n_steps: int | None = None
-    every_n_epochs: int | None = None
-
-    def _scheduled_event(self, pl_module: Any, step: int) -> None:
-        """Compute and log one event at ``step`` (inside :meth:`_event`'s guard)."""
-        raise NotImplementedError
-
-    def _after_train_batch(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            self._event(trainer, lambda step: self._scheduled_event(pl_module, step))
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._event(trainer, lambda step: self._scheduled_event(pl_module, step))

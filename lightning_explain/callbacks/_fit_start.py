@@ -76,11 +76,16 @@ class FitStartChecks:
         return {"probe": self._device_probe}
 
     def _checked_start(self, trainer: Any, pl_module: Any) -> None:
-        """``_start``, with a raw PyTorch error turned into one that names the callback, the probe and the fix."""
+        """``_start``; every error is a ``MisconfigurationException`` (a raw PyTorch error turned into one that
+        names the callback, the probe and the fix; a ``ValueError`` of an argument check keeps its message)."""
         try:
             self._start(trainer, pl_module)
         except WRAPPED_ERRORS as error:
             raise MisconfigurationException(self._fit_start_message(pl_module, error)) from error
+        except ValueError as error:  # our own checks of arguments against the model and data: already clear
+            owner = type(self).__name__
+            message = str(error) if str(error).startswith(owner) else f"{owner}: {error}"
+            raise MisconfigurationException(message) from error
 
     def _fit_start_message(self, pl_module: Any, error: BaseException) -> str:
         owner = type(self).__name__

@@ -10,9 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_explain._compat import MisconfigurationException
 from lightning_explain.analysis.activation_maximization import MAX_STEPS, activation_maximization
-from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
+from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
+from lightning_explain.callbacks.probe import Probe
 from lightning_explain.core.layers import resolve_layer
+from lightning_explain.core.validation import check_int, check_ints
 from lightning_explain.render.grids import display_images, tile_grid
 
 
@@ -72,24 +75,19 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         if not isinstance(layer, (str, nn.Module)):
             raise ValueError(f"layer must be a module name or a module, got {type(layer).__name__}.")
         channels = [channels] if isinstance(channels, int) else list(channels)
-        if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in channels):
-            raise ValueError(f"channels must be a non-empty list of channel indices >= 0, got {channels!r}.")
+        check_ints("channels", channels, low=0, expected="a non-empty list of channel indices >= 0")
         if input_shape is not None and (len(tuple(input_shape)) != 3 or min(tuple(input_shape)) < 1):
             raise ValueError(f"input_shape must be an image shape (C, H, W) or None, got {input_shape!r}.")
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"steps must be an int from 1 to {MAX_STEPS}, got {steps!r}.")
+        check_int("steps", steps, low=1, high=MAX_STEPS, expected=f"an int from 1 to {MAX_STEPS}")
         if not lr > 0 or not tv_weight >= 0 or not l2_weight >= 0:
             raise ValueError(
                 f"lr must be > 0 and the weights >= 0; got lr={lr}, tv_weight={tv_weight}, l2_weight={l2_weight}."
             )
-        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
-        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
+        self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
         self.layer = layer
         self.channels = channels
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.options = dict(steps=steps, lr=lr, tv_weight=tv_weight, l2_weight=l2_weight, seed=seed)
-        self.every_n_epochs = every_n_epochs
-        self.every_n_steps = every_n_steps
         self.prefix = prefix
         self._reset_series()
 
@@ -108,27 +106,28 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
             prefix=self.prefix,
         )
 
-    def _probe_sources(self) -> list[str]:
-        return super()._probe_sources() if self.input_shape is None else []
+    @property
+    def _uses_probe(self) -> bool:  # type: ignore[override]
+        return self.input_shape is None  # else the shape is given and no data is needed
 
-    def _start(self, trainer: Any, pl_module: Any) -> None:
-        """Resolve the layer and the input shape; one optimisation step as a dry run; the baseline event."""
-        shape = self.input_shape
-        if shape is None:
-            shape = tuple(self._prepare_probe(trainer, pl_module).inputs.shape[1:])
-            if len(shape) != 3:
-                raise ValueError(
-                    f"ActivationMaximizationCallback optimises images (C, H, W); the probe's inputs are {shape}. "
-                    "Pass input_shape= for a model that takes images."
-                )
-        self._shape = shape
-        probe_like = torch.zeros((1, *shape), device=pl_module.device)
+    def _check_probe(self, probe: Probe) -> None:
+        if probe.inputs.ndim != 4:
+            raise MisconfigurationException(
+                f"ActivationMaximizationCallback optimises images (C, H, W); the probe's inputs are "
+                f"{tuple(probe.inputs.shape[1:])}. Pass input_shape= for a model that takes images."
+            )
+
+    def _dry_run(self, trainer: Any, pl_module: Any) -> None:
+        """Resolve the layer and the input shape; one optimisation step (a bad layer or channel stops ``fit``)."""
+        self._shape = self.input_shape or tuple(self._device_probe.inputs.shape[1:])
+        probe_like = torch.zeros((1, *self._shape), device=pl_module.device)
         self._layer_name, _ = resolve_layer(pl_module, self.layer, probe_like)
-        self._maximise(pl_module, steps=1)  # a dry run: a bad layer or channel stops fit here
-        if self._baseline_due(trainer):
-            self._event(trainer, lambda step: self._log(pl_module, step))
+        self._maximise(pl_module, steps=1)
 
-    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+    def _compute(self, pl_module: Any) -> None:
+        return None  # the images are optimised when logged, and only when the logger takes images
+
+    def _log_event(self, pl_module: Any, result: None, step: int) -> None:
         self._log(pl_module, step)
 
     def _maximise(self, pl_module: Any, steps: int | None = None) -> Tensor:
@@ -151,9 +150,3 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
         grid = tile_grid(tiles, ncols=len(self.channels))
         image = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         self._writer.image(f"{self.prefix}/{self._layer_name}", image, step)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._base_state()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_base_state(state_dict)

@@ -8,10 +8,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from lightning_explain.analysis.map_statistics import average_ranks, pearson, top_mass
+from lightning_explain._compat import MisconfigurationException
+from lightning_explain.analysis.map_statistics import ChangeSeries, map_ranks, top_mass
 from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.engine import check_methods, check_options
-from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
+from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
+from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
+from lightning_explain.callbacks.probe import Probe
 from lightning_explain.render._annotate import sample_labels
 from lightning_explain.render.grids import (
     COLOR_SCALES,
@@ -49,10 +52,11 @@ class ExplainCallback(ScheduledProbeCallback):
         probe: ``None`` = the first ``probe_size`` samples of the validation data, else of the
             training data; or a tensor of inputs; or an ``(inputs, targets)`` pair.
         probe_size: how many samples to take when ``probe`` is None.
-        methods: names from :data:`lightning_explain.attribution.METHODS`: ``saliency``, ``grad_cam``,
-            ``grad_cam_pp``, ``guided_backprop``, ``guided_grad_cam``, ``integrated_gradients``,
-            ``smoothgrad``, ``occlusion`` (heatmaps as above) and ``feature_maps`` (``{prefix}/feature_maps``:
-            the layer's channels as a grid, a row per sample; no scalars).
+        methods: any registered method's name (:data:`lightning_explain.attribution.METHODS`, built
+            from the registry: :func:`lightning_explain.attribution.registered` lists each with what
+            it shows). Heatmap methods are drawn as above; ``feature_maps`` (an ``output="activation"``
+            method) gives ``{prefix}/feature_maps``, the layer's channels as a grid, a row per sample,
+            and no scalars.
         method_options: keyword options per method, e.g. ``{"integrated_gradients": {"steps": 16},
             "occlusion": {"window": 4}}`` (see :data:`lightning_explain.attribution.METHOD_OPTIONS`);
             ``reduce=None`` is not accepted here, the callback draws one map per sample.
@@ -103,12 +107,8 @@ class ExplainCallback(ScheduledProbeCallback):
         self.method_options = check_options(method_options, self.methods)
         if any("reduce" in opts and opts["reduce"] is None for opts in self.method_options.values()):
             raise ValueError("method_options: reduce=None gives per-channel maps, which the callback cannot draw.")
-        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
-        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
-        if target not in (None, "label", "predicted") and (isinstance(target, bool) or not isinstance(target, int)):
-            raise ValueError(f"target must be 'label', 'predicted', a class index or None, got {target!r}.")
-        if isinstance(target, int) and target < 0:
-            raise ValueError(f"target must be a class index >= 0, got {target}.")
+        self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
+        self.target = check_target_choice(target)
         if color_scale not in COLOR_SCALES:
             raise ValueError(f"color_scale must be one of {list(COLOR_SCALES)}, got {color_scale!r}.")
         if colormap not in COLORMAPS:
@@ -118,9 +118,6 @@ class ExplainCallback(ScheduledProbeCallback):
         if layer is not None and not isinstance(layer, (str, nn.Module)):
             raise ValueError(f"layer must be a module name, a module or None, got {type(layer).__name__}.")
         self.layer = layer
-        self.target = target
-        self.every_n_steps = every_n_steps
-        self.every_n_epochs = every_n_epochs
         self.color_scale = color_scale
         self.colormap = colormap
         self.overlay_alpha = overlay_alpha
@@ -132,7 +129,7 @@ class ExplainCallback(ScheduledProbeCallback):
         self._layer_module: nn.Module | None = None
         self._target_mode: str | int = "predicted"
         self._fixed_scales: dict[str, float] = {}
-        self._previous_ranks: dict[str, Tensor] = {}  # per method: the last event's pixel ranks (N, H*W)
+        self._change = ChangeSeries()  # per method
 
     def _state_key_fields(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
@@ -148,40 +145,43 @@ class ExplainCallback(ScheduledProbeCallback):
         )
 
     # ----------------------------------------------------------------------------------- hooks
-    def _start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose the probe and explain it once (a dry run that stops ``fit`` on bad configuration)."""
-        probe = self._prepare_probe(trainer, pl_module)
+    def _check_probe(self, probe: Probe) -> None:
         if probe.inputs.ndim != 4:
-            raise ValueError(
+            raise MisconfigurationException(
                 f"ExplainCallback draws heatmaps over images and needs probe inputs of shape (N, C, H, W); got "
                 f"{tuple(probe.inputs.shape)}. For tabular (N, F) or sequence (N, T[, D]) inputs use "
                 "FeatureExplainCallback; for custom batches, pass unpack_batch= or probe= with image inputs."
             )
         self._target_mode = resolve_target_mode("ExplainCallback", self.target, probe.targets)
-        with torch.no_grad():
-            explanation = self._explain(pl_module, layer=self.layer)
+
+    def _dry_run(self, trainer: Any, pl_module: Any) -> Explanation:
+        """Explain the probe once with the configured layer: a bad layer or method stops ``fit`` here."""
+        explanation = self._explain(pl_module, layer=self.layer)
         activation = explanation.activation
         if activation is not None and activation.ndim != 4:
-            raise ValueError(
+            raise MisconfigurationException(
                 f"ExplainCallback(methods=[..., 'feature_maps']) draws the channels of a spatial layer, output "
                 f"(N, C, h, w), but layer {explanation.layer_name!r} gives {tuple(activation.shape)}. Choose a "
                 "convolutional layer with layer=, or drop 'feature_maps' from methods."
             )
         if explanation.layer_name is not None:  # resolved once, reused at every event
             self._layer_module = pl_module.get_submodule(explanation.layer_name)
-        if self._baseline_due(trainer):
-            self._event(trainer, lambda step: self._log(explanation, step))
+        return explanation
 
-    def _scheduled_event(self, pl_module: Any, step: int) -> None:
-        self._log(self._explain(pl_module), step)
+    def _compute(self, pl_module: Any) -> Explanation:
+        return self._explain(pl_module)
+
+    def _log_event(self, pl_module: Any, result: Explanation, step: int) -> None:
+        self._log(result, step)
 
     # ------------------------------------------------------------------------------- the event
     def _explain(self, pl_module: Any, layer: str | nn.Module | None = None) -> Explanation:
         probe = self._device_probe
-        target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
         layer = self._layer_module if layer is None else layer
         options = {"options": self.method_options} if self.method_options else {}
-        return compute_explanation(pl_module, probe.inputs, target, layer, self.methods, **options)
+        return compute_explanation(
+            pl_module, probe.inputs, probe_target(self._target_mode, probe), layer, self.methods, **options
+        )
 
     def _log(self, explanation: Explanation, step: int) -> None:
         names: list[str] = []
@@ -213,12 +213,10 @@ class ExplainCallback(ScheduledProbeCallback):
             key = f"{self.prefix}/{method}"
             names += [f"{key}/concentration", f"{key}/mean"]
             values += [top_mass(maps).nanmean(), maps.mean()]
-            ranks = average_ranks(maps.float().flatten(1))  # kept: the next event's change needs only these
-            previous = self._previous_ranks.get(method)
-            if previous is not None and previous.shape == ranks.shape:
+            change = self._change.update(method, maps)
+            if change is not None:
                 names.append(f"{key}/change")
-                values.append(1 - pearson(ranks, previous.to(ranks.device)).nanmean())  # Spearman of the maps
-            self._previous_ranks[method] = ranks
+                values.append(change)
         if explanation.activation is not None and self._writer.can_log_images:
             images["feature_maps"] = render_feature_maps(explanation.activation, colormap=self.colormap)
         if correct is not None:
@@ -244,18 +242,15 @@ class ExplainCallback(ScheduledProbeCallback):
         return self._fixed_scales[method]
 
     # ------------------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        state = self._base_state()
-        state["fixed_scales"] = dict(self._fixed_scales)
-        state["previous_ranks"] = {m: t.cpu() for m, t in self._previous_ranks.items()}
-        return state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"fixed_scales": dict(self._fixed_scales), "previous_ranks": self._change.state_dict()}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_base_state(state_dict)
-        self._fixed_scales = dict(state_dict.get("fixed_scales", {}))
-        self._previous_ranks = dict(state_dict.get("previous_ranks", {}))
-        for method, maps in state_dict.get("previous_maps", {}).items():  # checkpoints of version 0.1.0
-            self._previous_ranks.setdefault(method, average_ranks(maps.float().flatten(1)))
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self._fixed_scales = dict(state.get("fixed_scales", {}))
+        ranks = dict(state.get("previous_ranks", {}))
+        for method, maps in state.get("previous_maps", {}).items():  # checkpoints that kept whole maps, not ranks
+            ranks.setdefault(method, map_ranks(maps))
+        self._change.load_state_dict(ranks)
 
 
 def _sample_outcomes(logits: Tensor, targets: Tensor | None, correct: Tensor | None) -> dict[str, list | None]:

@@ -8,10 +8,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lightning_explain.analysis.map_statistics import spearman, top_mass
-from lightning_explain.attribution.feature_attribution import check_feature_inputs, feature_saliency_from_gradient
-from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int, resolve_target_mode
-from lightning_explain.core.gradients import explanation_mode, gradient_pass
+from lightning_explain._compat import MisconfigurationException
+from lightning_explain.analysis.map_statistics import ChangeSeries, map_ranks, top_mass
+from lightning_explain.attribution import compute_explanation, get_spec, registered
+from lightning_explain.attribution._reduce import reduce_channels
+from lightning_explain.attribution.feature_attribution import check_feature_inputs
+from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
+from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
+from lightning_explain.callbacks.probe import Probe
+from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.validation import check_int
 from lightning_explain.render.signals import render_feature_bars, render_sequence_strips
 
 KINDS = ("auto", "tabular", "sequence")
@@ -37,14 +43,18 @@ class FeatureExplainCallback(ScheduledProbeCallback):
       ``{prefix}/probe_accuracy`` when the probe has labels.
 
     A probe that is not 2-D or 3-D, or a method that cannot explain it (integer token ids for
-    saliency), stops ``fit`` before the first step with a ``ValueError``.
+    saliency), stops ``fit`` before the first step with a ``MisconfigurationException``.
 
     Args:
         probe: ``None`` = the first ``probe_size`` validation samples (else training samples), a
             tensor of inputs, or an ``(inputs, targets)`` pair.
         probe_size: how many samples to take when ``probe`` is None.
-        method: ``"saliency"`` (:func:`~lightning_explain.attribution.feature_saliency`) or a callable
-            ``(model, inputs, target) -> (N, F) or (N, T)`` such as an integrated-gradients function.
+        method: the name of an input-space method, one of
+            :func:`~lightning_explain.callbacks.feature_explain_callback.feature_methods`: ``"saliency"``
+            (the default, :func:`~lightning_explain.attribution.feature_saliency`), ``"gradient_x_input"``,
+            ``"integrated_gradients"``, ``"smoothgrad"``, ``"guided_backprop"``, with their default
+            options; a sequence's feature dimension D reduced as the method reduces image channels), or
+            a callable ``(model, inputs, target) -> (N, F) or (N, T)``.
         kind: ``"auto"`` (2-D probes are tabular, 3-D probes sequences), ``"tabular"`` or ``"sequence"``
             (a 2-D probe read as univariate sequences).
         feature_names: names of the F features (tabular); default ``f0``, ``f1``, ...
@@ -68,7 +78,7 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         *,
         probe: Any = None,
         probe_size: int = 64,
-        method: Literal["saliency"] | FeatureMethod = "saliency",
+        method: str | FeatureMethod = "saliency",
         kind: Literal["auto", "tabular", "sequence"] = "auto",
         feature_names: Sequence[str] | None = None,
         top_k: int = 10,
@@ -79,29 +89,23 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         prefix: str = "explain",
     ) -> None:
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
-        if method != "saliency" and not callable(method):
+        if not callable(method) and method not in feature_methods():
             raise ValueError(
-                f"method must be 'saliency' or a callable (model, inputs, target) -> maps, got {method!r}."
+                f"method must be one of {list(feature_methods())} (the input-space methods) or a callable "
+                f"(model, inputs, target) -> maps, got {method!r}."
             )
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}.")
         if feature_names is not None and (isinstance(feature_names, str) or not len(feature_names)):
             raise ValueError("feature_names must be a non-empty sequence of names, one per feature.")
-        check_positive_int("top_k", top_k)
-        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
-        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
-        if target not in (None, "label", "predicted") and (isinstance(target, bool) or not isinstance(target, int)):
-            raise ValueError(f"target must be 'label', 'predicted', a class index or None, got {target!r}.")
-        if isinstance(target, int) and target < 0:
-            raise ValueError(f"target must be a class index >= 0, got {target}.")
+        check_int("top_k", top_k, low=1, expected="a positive int")
+        self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
+        self.target = check_target_choice(target)
         self.method = method
         self.method_name = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
         self.kind = kind
         self.feature_names = None if feature_names is None else [str(n) for n in feature_names]
         self.top_k = top_k
-        self.target = target
-        self.every_n_steps = every_n_steps
-        self.every_n_epochs = every_n_epochs
         self.prefix = prefix
         self._reset_series()
 
@@ -109,7 +113,7 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         super()._reset_series()
         self._kind = "tabular"
         self._target_mode: str | int = "predicted"
-        self._previous: Tensor | None = None
+        self._change = ChangeSeries()
 
     def _state_key_fields(self) -> dict[str, Any]:
         return dict(
@@ -123,48 +127,58 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         )
 
     # ----------------------------------------------------------------------------------- hooks
-    def _start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose the probe, check its shape, explain it once (a dry run that stops ``fit`` on bad configuration)."""
-        probe = self._prepare_probe(trainer, pl_module)
+    def _check_probe(self, probe: Probe) -> None:
         shape = tuple(probe.inputs.shape)
         if probe.inputs.ndim not in (2, 3):
-            raise ValueError(
+            raise MisconfigurationException(
                 f"FeatureExplainCallback explains tabular inputs (N, F) or sequences (N, T) / (N, T, D); the probe "
                 f"has shape {shape}. For images use ExplainCallback; for custom batches pass unpack_batch= or probe=."
             )
         if self.kind == "tabular" and probe.inputs.ndim == 3:
-            raise ValueError(f"kind='tabular' needs a probe of shape (N, F); got {shape}. Use kind='sequence'.")
+            raise MisconfigurationException(
+                f"kind='tabular' needs a probe of shape (N, F); got {shape}. Use kind='sequence'."
+            )
         self._kind = "sequence" if self.kind == "sequence" or probe.inputs.ndim == 3 else "tabular"
         if self._kind == "tabular" and self.feature_names is not None and len(self.feature_names) != shape[1]:
-            raise ValueError(
+            raise MisconfigurationException(
                 f"feature_names has {len(self.feature_names)} names, but the probe has {shape[1]} features."
             )
         self._target_mode = resolve_target_mode("FeatureExplainCallback", self.target, probe.targets)
-        with torch.no_grad():
-            maps, logits = self._explain(pl_module)
-        if tuple(maps.shape) != shape[:2]:
-            raise ValueError(
-                f"method {self.method_name!r} returned maps of shape {tuple(maps.shape)}; expected {shape[:2]}."
-            )
-        if self._baseline_due(trainer):
-            self._event(trainer, lambda step: self._log(maps, logits, step))
 
-    def _scheduled_event(self, pl_module: Any, step: int) -> None:
-        self._log(*self._explain(pl_module), step)
+    def _dry_run(self, trainer: Any, pl_module: Any) -> tuple[Tensor, Tensor | None]:
+        maps, logits = self._compute(pl_module)
+        expected = tuple(self._device_probe.inputs.shape[:2])
+        if tuple(maps.shape) != expected:
+            raise MisconfigurationException(
+                f"method {self.method_name!r} returned maps of shape {tuple(maps.shape)}; expected {expected}."
+            )
+        return maps, logits
+
+    def _log_event(self, pl_module: Any, result: tuple[Tensor, Tensor | None], step: int) -> None:
+        self._log(*result, step)
 
     # ------------------------------------------------------------------------------- the event
-    def _explain(self, pl_module: Any) -> tuple[Tensor, Tensor | None]:
+    def _compute(self, pl_module: Any) -> tuple[Tensor, Tensor | None]:
         probe = self._device_probe
-        target = {"label": probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
-        if self.method == "saliency":  # one pass gives the maps and the logits
-            result = gradient_pass(pl_module, check_feature_inputs(probe.inputs), target, input_grad=True)
-            return feature_saliency_from_gradient(result.input_grad), result.logits
+        target = probe_target(self._target_mode, probe)
+        if isinstance(self.method, str):  # one call gives the maps and the logits
+            inputs = check_feature_inputs(probe.inputs)
+            raw = compute_explanation(pl_module, inputs, target, None, [self.method], options=self._raw_options)
+            reduce = get_spec(self.method).defaults["reduce"]
+            attribution = raw.maps[self.method]
+            maps = reduce_channels(attribution.transpose(1, 2) if attribution.ndim == 3 else attribution, reduce)
+            return maps, raw.logits
         maps = self.method(pl_module, probe.inputs, target).detach().float()
         logits = None
         if probe.targets is not None:
             with explanation_mode(pl_module, probe.inputs.device), torch.no_grad():
                 logits = pl_module(probe.inputs)
         return maps, logits
+
+    @property
+    def _raw_options(self) -> dict[str, dict[str, Any]]:
+        """The method unreduced (the input's shape), so the feature dimension is the one reduced."""
+        return {self.method: {"reduce": None}}
 
     def _log(self, maps: Tensor, logits: Tensor | None, step: int) -> None:
         if not bool(torch.isfinite(maps).all()):
@@ -182,12 +196,12 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         else:
             names.append(f"{key}/concentration")
             values.append(top_mass(maps).nanmean())
-        if self._previous is not None and self._previous.shape == maps.shape:
+        change = self._change.update(self.method_name, maps)
+        if change is not None:
             names.append(f"{key}/change")
-            values.append(1 - spearman(maps, self._previous.to(maps.device)).nanmean())
-        self._previous = maps
+            values.append(change)
         targets = self._device_probe.targets
-        if logits is not None and logits.ndim == 2:
+        if logits is not None and logits.ndim == 2 and targets is not None:
             names.append(f"{self.prefix}/probe_accuracy")
             values.append((logits.argmax(dim=1) == targets).float().mean())
         host = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=maps.device) for v in values]).cpu()
@@ -203,11 +217,21 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         self._writer.scalars(scalars, step)
 
     # ------------------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        state = self._base_state()
-        state["previous"] = None if self._previous is None else self._previous.cpu()
-        return state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"previous_ranks": self._change.state_dict()}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_base_state(state_dict)
-        self._previous = state_dict.get("previous")
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        ranks = dict(state.get("previous_ranks", {}))
+        if state.get("previous") is not None:  # checkpoints that kept the last maps, not their ranks
+            ranks.setdefault(self.method_name, map_ranks(state["previous"]))
+        self._change.load_state_dict(ranks)
+
+
+def feature_methods() -> tuple[str, ...]:
+    """The registered methods :class:`FeatureExplainCallback` takes by name: those that attribute to the
+    inputs themselves (no layer, not images only) and reduce over a channel dimension."""
+    return tuple(
+        spec.name
+        for spec in registered()
+        if not spec.needs_layer and not spec.needs_images and spec.output == "map" and "reduce" in spec.defaults
+    )

@@ -11,7 +11,10 @@ from torch import Tensor, nn
 
 from lightning_explain._compat import MisconfigurationException
 from lightning_explain.analysis.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
-from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
+from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
+from lightning_explain.callbacks.probe import Probe
+from lightning_explain.core.losses import LossFn
+from lightning_explain.core.validation import is_number
 
 SOURCES = ("train", "probe")
 MIN_EVENTS = 3
@@ -45,7 +48,9 @@ class GradientNormMonitor(ScheduledProbeCallback):
         probe: for ``source="probe"``: ``None`` = the first ``probe_size`` validation samples
             (else training samples), or an ``(inputs, targets)`` pair.
         probe_size: how many samples when ``probe`` is None.
-        loss_fn: ``loss_fn(logits, targets) -> loss`` for ``source="probe"``; cross-entropy by default.
+        loss_fn: for ``source="probe"``: ``loss_fn(logits, targets) -> per-sample losses (N,)``, the
+            package's one loss convention (:data:`~lightning_explain.core.LossFn`; a loss reduced to a
+            0-d tensor is accepted too); their mean is differentiated. Cross-entropy by default.
         unpack_batch: turns a batch into ``(inputs, targets)``; see :class:`ExplainCallback`.
         log_histogram: whether to log a histogram of the per-layer norms at each event (one value
             per layer, so it is readable only for models with many layers; off by default).
@@ -65,7 +70,7 @@ class GradientNormMonitor(ScheduledProbeCallback):
         norm_type: float = 2.0,
         probe: Any = None,
         probe_size: int = 32,
-        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        loss_fn: LossFn | None = None,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
         log_histogram: bool = False,
         prefix: str = "grad_norm",
@@ -74,17 +79,14 @@ class GradientNormMonitor(ScheduledProbeCallback):
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
         if source not in SOURCES:
             raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}.")
-        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
-        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
-        if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
+        self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
+        if not is_number(norm_type) or not norm_type > 0:
             raise ValueError(f"norm_type must be a positive number or float('inf'), got {norm_type!r}.")
         if loss_fn is not None and not callable(loss_fn):
-            raise ValueError(f"loss_fn must be callable (logits, targets) -> loss, got {loss_fn!r}.")
+            raise ValueError(f"loss_fn must be callable (logits, targets) -> per-sample losses, got {loss_fn!r}.")
         if source == "train" and probe is not None:
             raise ValueError("probe= is only used with source='probe'; drop it or set source='probe'.")
         self.source = source
-        self.every_n_epochs = every_n_epochs
-        self.every_n_steps = every_n_steps
         self.norm_type = float(norm_type)
         self.loss_fn = loss_fn
         self.log_histogram = log_histogram
@@ -108,27 +110,37 @@ class GradientNormMonitor(ScheduledProbeCallback):
     def _start_runs_model(self) -> bool:  # type: ignore[override]
         return self.source == "probe"
 
-    def _probe_sources(self) -> list[str]:
-        return super()._probe_sources() if self.source == "probe" else []
+    @property
+    def _uses_probe(self) -> bool:  # type: ignore[override]
+        return self.source == "probe"
 
-    def _start(self, trainer: Any, pl_module: Any) -> None:
+    def _setup_run(self, trainer: Any, pl_module: Any) -> None:
         self._layer_names, self._owner = parameter_owners(pl_module)
         modules = dict(pl_module.named_modules())
         self._layer_tags = [f"{name}-{type(modules.get(name, pl_module)).__name__}" for name in self._layer_names]
         self._note_few_events(trainer)
-        if self.source != "probe":
-            return
-        probe = self._prepare_probe(trainer, pl_module)
+
+    def _check_probe(self, probe: Probe) -> None:
         if probe.targets is None:
             raise MisconfigurationException(
                 "GradientNormMonitor(source='probe') needs a probe with targets for its loss, but the probe has "
                 "none. Pass probe=(inputs, targets), or unpack_batch= that returns targets. Targets that are not "
                 "class indices (regression values, masks) are kept only with a loss for them: pass loss_fn= as well "
-                "(e.g. loss_fn=torch.nn.functional.mse_loss)."
+                "(e.g. loss_fn=lambda y_hat, y: F.mse_loss(y_hat, y, reduction='none').flatten(1).mean(1))."
             )
-        grads, groups = self._probe_gradients(pl_module)  # a dry run: bad configuration stops fit here
-        if self._baseline_due(trainer):
-            self._event(trainer, lambda step: self._log(grads, groups, step))
+
+    def _dry_run(self, trainer: Any, pl_module: Any) -> tuple[list[Tensor], list[int]] | None:
+        """The probe gradients once (a bad loss or probe stops ``fit`` here); nothing for ``source="train"``."""
+        return self._compute(pl_module) if self.source == "probe" else None
+
+    def _baseline_wanted(self, trainer: Any) -> bool:
+        return self.source == "probe" and self._baseline_due(trainer)  # "train" logs step 0 before its update
+
+    def _compute(self, pl_module: Any) -> tuple[list[Tensor], list[int]]:
+        return self._probe_gradients(pl_module)
+
+    def _log_event(self, pl_module: Any, result: tuple[list[Tensor], list[int]], step: int) -> None:
+        self._log(*result, step)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self.source == "train" and self._train_step_due(trainer):
@@ -139,19 +151,17 @@ class GradientNormMonitor(ScheduledProbeCallback):
             super()._after_train_batch(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """With ``source="probe"``, an event at the end of every ``every_n_epochs`` epochs."""
         if self.source == "probe":
             super().on_train_epoch_end(trainer, pl_module)
-
-    def _scheduled_event(self, pl_module: Any, step: int) -> None:
-        self._log(*self._probe_gradients(pl_module), step)
 
     # ---------------------------------------------------------------------------- the schedule
     def _train_step_due(self, trainer: Any) -> bool:
         """Whether the optimizer step about to run (``source="train"``) is an event."""
         step = trainer.global_step
-        if step == 0 or (self.every_n_steps and step % self.every_n_steps == 0):
+        if step == 0 or self.schedule.step_due(step):
             return True
-        if not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs:
+        if not self.schedule.epoch_end_due(trainer.current_epoch):
             return False
         progress = getattr(getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None), "batch_progress", None)
         return bool(getattr(progress, "is_last_batch", False))  # the epoch's last optimizer step
@@ -219,13 +229,6 @@ class GradientNormMonitor(ScheduledProbeCallback):
         self._writer.scalars(scalars, step)
         if self.log_histogram:
             self._writer.histogram(f"{key}/layers", values[:-1].numpy(), step)
-
-    # ------------------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        return self._base_state()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_base_state(state_dict)
 
 
 def _unscales_in_step(optimizer: Any) -> bool:

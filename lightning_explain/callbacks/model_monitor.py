@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
+from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks.probe import preserved_global_rng
 from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.recording import record_outputs
@@ -76,8 +76,7 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
         prefix: str = "model",
     ) -> None:
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
-        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
-        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
+        self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
         for name, value in (("weights", weights), ("activations", activations), ("graph", graph)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False, got {value!r}.")
@@ -87,8 +86,6 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
             )
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}.")
-        self.every_n_epochs = every_n_epochs
-        self.every_n_steps = every_n_steps
         self.weights = weights
         self.activations = activations
         self.graph = graph
@@ -114,21 +111,21 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
                     "so nothing will be logged. Add Trainer(logger=TensorBoardLogger('logs'))."
                 )
 
-    def _probe_sources(self) -> list[str]:
-        return super()._probe_sources() if self.activations or self.graph else []
+    @property
+    def _uses_probe(self) -> bool:  # type: ignore[override]
+        return self.activations or self.graph  # weights alone need no data
 
-    def _start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose the probe, check it with one forward pass, log the graph once and the baseline event."""
-        if self.activations or self.graph:
-            self._prepare_probe(trainer, pl_module)
-            if self.activations:
-                leaf_activations(pl_module, self._device_probe.inputs)  # a dry run: a bad probe stops fit here
-            if self.graph and trainer.is_global_zero:
-                self._log_graph(pl_module)
-        if self._baseline_due(trainer):
-            self._event(trainer, lambda step: self._log(pl_module, step))
+    def _dry_run(self, trainer: Any, pl_module: Any) -> None:
+        """One forward pass through the probe (a bad probe stops ``fit`` here); the graph, logged once."""
+        if self.activations:
+            leaf_activations(pl_module, self._device_probe.inputs)
+        if self.graph and trainer.is_global_zero:
+            self._log_graph(pl_module)
 
-    def _scheduled_event(self, pl_module: Any, step: int) -> None:
+    def _compute(self, pl_module: Any) -> None:
+        return None  # the histograms are read while logged, one tensor at a time
+
+    def _log_event(self, pl_module: Any, result: None, step: int) -> None:
         self._log(pl_module, step)
 
     # ------------------------------------------------------------------------------- the event
@@ -166,13 +163,6 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
                 f"could not trace the model to log its graph ({type(error).__name__}: {str(error)[:300]}). "
                 "Histograms are still logged; pass graph=False to silence this warning.",
             )
-
-    # ------------------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        return self._base_state()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_base_state(state_dict)
 
 
 def _host(values: Tensor) -> Any:

@@ -9,9 +9,11 @@ import torch
 from torch import Tensor
 
 from lightning_explain._compat import MisconfigurationException, rank_zero_warn
-from lightning_explain.callbacks._base import ScheduledProbeCallback, check_positive_int
 from lightning_explain.callbacks._overfit_probes import check_mask_shape, check_masks, labelled_probe
+from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks.probe import Probe, check_probe_argument
+from lightning_explain.core.losses import LossFn
+from lightning_explain.core.validation import check_int, check_number
 from lightning_explain.overfit.detector import ADVICE, Alert, EventSignals, OverfitDetector
 from lightning_explain.overfit.signals import ProbeReading, compare_probes, read_probe
 from lightning_explain.render.grids import render_explanation_grid
@@ -59,7 +61,9 @@ class OverfitMonitor(ScheduledProbeCallback):
         probe_size: how many samples per probe when it is not given. The test for a rising validation
             loss gains power with the square root of it; passes go 64 samples at a time, so a large probe
             costs time, not memory.
-        loss_fn: ``loss_fn(logits, targets) -> per-sample losses (N,)``; cross-entropy by default.
+        loss_fn: ``loss_fn(logits, targets) -> per-sample losses (N,)``, the package's one loss
+            convention (:data:`~lightning_explain.core.LossFn`); cross-entropy by default. A loss that
+            returns one reduced value stops ``fit`` at the start (pass ``reduction="none"``).
         unpack_batch: turns a batch into ``(inputs, targets)``; see :class:`ExplainCallback`.
         image_samples: how many samples of each probe to draw (0 = no images).
         min_significance: the paired t statistic above which the validation loss counts as risen.
@@ -93,7 +97,7 @@ class OverfitMonitor(ScheduledProbeCallback):
         train_probe: Any = None,
         val_probe: Any = None,
         probe_size: int = 512,
-        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        loss_fn: LossFn | None = None,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
         image_samples: int = 8,
         min_significance: float = 3.0,
@@ -103,27 +107,23 @@ class OverfitMonitor(ScheduledProbeCallback):
         prefix: str = "overfit",
     ) -> None:
         super().__init__(probe=val_probe, probe_size=probe_size, unpack_batch=unpack_batch)
-        check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
-        check_positive_int("every_n_steps", every_n_steps, allow_none=True)
-        if every_n_epochs is None and every_n_steps is None:
+        self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
+        if self.schedule.off:
             raise ValueError("OverfitMonitor needs a schedule: set every_n_epochs and/or every_n_steps.")
-        check_positive_int("patience", patience)
+        check_int("patience", patience, low=1, expected="a positive int")
         if not isinstance(stop_on_alert, bool):
             raise ValueError(f"stop_on_alert must be True or False, got {stop_on_alert!r}.")
         if loss_fn is not None and not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable (logits, targets) -> per-sample losses, got {loss_fn!r}.")
-        if isinstance(image_samples, bool) or not isinstance(image_samples, int) or image_samples < 0:
-            raise ValueError(f"image_samples must be an int >= 0, got {image_samples!r}.")
-        for name, value in [
-            ("min_significance", min_significance),
-            ("max_mask_ratio", max_mask_ratio),
-            ("min_explanation_gap", min_explanation_gap),
-            ("min_accuracy_gap", min_accuracy_gap),
-        ]:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
-        self.every_n_epochs = every_n_epochs
-        self.every_n_steps = every_n_steps
+        check_int("image_samples", image_samples, low=0)
+        thresholds = dict(
+            min_significance=min_significance,
+            max_mask_ratio=max_mask_ratio,
+            min_explanation_gap=min_explanation_gap,
+            min_accuracy_gap=min_accuracy_gap,
+        )
+        for name, value in thresholds.items():
+            check_number(name, value, low=0)
         self.patience = patience
         self.stop_on_alert = stop_on_alert
         self.masks = check_masks(masks)
@@ -131,13 +131,7 @@ class OverfitMonitor(ScheduledProbeCallback):
         self.loss_fn = loss_fn
         self.image_samples = image_samples
         self.prefix = prefix
-        self.detector = OverfitDetector(
-            patience=patience,
-            min_significance=float(min_significance),
-            max_mask_ratio=float(max_mask_ratio),
-            min_explanation_gap=float(min_explanation_gap),
-            min_accuracy_gap=float(min_accuracy_gap),
-        )
+        self.detector = OverfitDetector(patience=patience, **{name: float(v) for name, v in thresholds.items()})
         self._reset_series()
 
     def _reset_series(self) -> None:
@@ -184,8 +178,8 @@ class OverfitMonitor(ScheduledProbeCallback):
     def _probes_for_message(self) -> dict[str, Probe | None]:
         return {"train_probe": self._device_train_probe, "val_probe": self._device_probe}
 
-    def _start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose both probes, check them and the masks, and take the baseline (a dry run at fit start)."""
+    def _choose_probes(self, trainer: Any, pl_module: Any) -> Probe:
+        """Both probes, chosen once per series (or kept from the checkpoint), on the model."""
         if self._probe is None:
             self._probe = self._choose_probe(trainer, "val", self._user_probe)
         else:
@@ -196,33 +190,30 @@ class OverfitMonitor(ScheduledProbeCallback):
             self._check_kept_probe(self._user_train_probe, self._train_probe, "train_probe=")
         self._device_probe = self._on_model(self._probe, pl_module)
         self._device_train_probe = self._on_model(self._train_probe, pl_module)
+        return self._device_probe
+
+    def _setup_run(self, trainer: Any, pl_module: Any) -> None:
         self._parameters = [p for p in pl_module.parameters() if p.requires_grad]
         if not self._parameters:
             raise MisconfigurationException("OverfitMonitor needs a model with trainable parameters.")
-        with torch.no_grad():
-            readings = self._read(pl_module)
+
+    def _dry_run(self, trainer: Any, pl_module: Any) -> dict[str, ProbeReading]:
+        """Both probes through the model once, the masks checked against their maps: the baseline's readings."""
+        readings = self._compute(pl_module)
         self._device_masks = {name: check_mask_shape(self.masks[name], name, readings[name]) for name in self.masks}
-        if self._baseline_due(trainer):
-            self._event(trainer, lambda step: self._log(readings, step))
+        return readings
 
-    def _after_train_batch(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            super()._after_train_batch(trainer, pl_module)
-            self._sync_stop(trainer)
+    def _compute(self, pl_module: Any) -> dict[str, ProbeReading]:
+        return self._read(pl_module)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            super().on_train_epoch_end(trainer, pl_module)
-            self._sync_stop(trainer)
+    def _log_event(self, pl_module: Any, result: dict[str, ProbeReading], step: int) -> None:
+        self._log(result, step)
 
-    def _sync_stop(self, trainer: Any) -> None:
+    def _after_event(self, trainer: Any) -> None:
         """Every rank takes part (events run on rank zero only); a stop on one rank alone would hang DDP."""
         if self.stop_on_alert:
             if trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False):
                 trainer.should_stop = True
-
-    def _scheduled_event(self, pl_module: Any, step: int) -> None:
-        self._log(self._read(pl_module), step)
 
     # ------------------------------------------------------------------------------- the event
     def _choose_probe(self, trainer: Any, source: str, given: Probe | None) -> Probe:
@@ -293,20 +284,19 @@ class OverfitMonitor(ScheduledProbeCallback):
             self._writer.image(f"{self.prefix}/{name}_saliency", image.cpu().numpy(), step)
 
     # ------------------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        state = self._base_state()
+    def _extra_state(self) -> dict[str, Any]:
         probe = self._train_probe
-        state["train_probe_inputs"] = None if probe is None else probe.inputs
-        state["train_probe_targets"] = None if probe is None else probe.targets
-        state["detector"] = self.detector.state_dict()
-        state["alerts"] = [tuple(alert) for alert in self.alerts]
-        state["previous_ranks"] = None if self._previous_ranks is None else self._previous_ranks.cpu()
-        return state
+        return {
+            "train_probe_inputs": None if probe is None else probe.inputs,
+            "train_probe_targets": None if probe is None else probe.targets,
+            "detector": self.detector.state_dict(),
+            "alerts": [tuple(alert) for alert in self.alerts],
+            "previous_ranks": None if self._previous_ranks is None else self._previous_ranks.cpu(),
+        }
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_base_state(state_dict)
-        if state_dict.get("train_probe_inputs") is not None:
-            self._train_probe = Probe(state_dict["train_probe_inputs"], state_dict.get("train_probe_targets"))
-        self.detector.load_state_dict(state_dict.get("detector", {}))
-        self._alerts = [Alert(*alert) for alert in state_dict.get("alerts", [])]
-        self._previous_ranks = state_dict.get("previous_ranks")
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        if state.get("train_probe_inputs") is not None:
+            self._train_probe = Probe(state["train_probe_inputs"], state.get("train_probe_targets"))
+        self.detector.load_state_dict(state.get("detector", {}))
+        self._alerts = [Alert(*alert) for alert in state.get("alerts", [])]
+        self._previous_ranks = state.get("previous_ranks")

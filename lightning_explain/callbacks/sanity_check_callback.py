@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from lightning_explain._compat import MisconfigurationException, rank_zero_warn
 from lightning_explain.analysis.sanity_check import (
     DEFAULT_THRESHOLD,
     UNDEFINED_REASON,
@@ -17,7 +16,10 @@ from lightning_explain.analysis.sanity_check import (
     sanity_check,
 )
 from lightning_explain.attribution.engine import check_methods, compute_explanation
-from lightning_explain.callbacks._base import ProbeEventCallback, resolve_target_mode
+from lightning_explain.callbacks._base import ProbeEventCallback
+from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
+from lightning_explain.callbacks.probe import Probe
+from lightning_explain.core.validation import check_int, check_number
 
 WHEN = ("fit_start", "fit_end")
 
@@ -95,12 +97,11 @@ class SanityCheckCallback(ProbeEventCallback):
             raise ValueError(f"layer must be a module name, a module or None, got {type(layer).__name__}.")
         if layers is not None and (isinstance(layers, str) or not layers):
             raise ValueError(f"layers must be a non-empty list of module names or None, got {layers!r}.")
-        if target not in (None, "label", "predicted") and (isinstance(target, bool) or not isinstance(target, int)):
-            raise ValueError(f"target must be 'label', 'predicted', a class index or None, got {target!r}.")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 < threshold < 1:
-            raise ValueError(f"threshold must be a number in (-1, 1), got {threshold!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}.")
+        check_target_choice(target)
+        check_number(
+            "threshold", threshold, low=-1, high=1, low_open=True, high_open=True, expected="a number in (-1, 1)"
+        )
+        check_int("seed", seed, expected="an int")
         self.methods = methods
         self.at = at
         self.layer = layer
@@ -124,29 +125,34 @@ class SanityCheckCallback(ProbeEventCallback):
         return dict(methods=methods, at=self.at, layer=layer, seed=self.seed, prefix=self.prefix)
 
     # ----------------------------------------------------------------------------------- hooks
-    def _start(self, trainer: Any, pl_module: Any) -> None:
-        """Choose the probe and check the configuration with one explanation (a dry run)."""
-        probe = self._prepare_probe(trainer, pl_module)
+    def _check_probe(self, probe: Probe) -> None:
         self._target_mode = resolve_target_mode("SanityCheckCallback", self.target, probe.targets)
+
+    def _dry_run(self, trainer: Any, pl_module: Any) -> None:
+        """Explain the probe once with the named methods and check ``layers``: bad configuration stops ``fit``."""
         names = tuple(m for m in self.methods if isinstance(m, str))
-        with torch.no_grad():
-            if names:
-                explanation = compute_explanation(pl_module, probe.inputs, self._targets(), self.layer, names)
-                self._layer_name = explanation.layer_name  # resolved once, then used by name
+        if names:
+            explanation = compute_explanation(pl_module, self._device_probe.inputs, self._targets(), self.layer, names)
+            self._layer_name = explanation.layer_name  # resolved once, then used by name
         if self.layers is not None:
             missing = [n for n in self.layers if n not in dict(pl_module.named_modules())]
             if missing:
-                raise ValueError(f"layers {missing} are not modules of {type(pl_module).__name__}.")
-        if self.at == "fit_start" and not self._done:
-            self._event(trainer, lambda step: self._run(pl_module, step))
+                raise MisconfigurationException(f"layers {missing} are not modules of {type(pl_module).__name__}.")
+
+    def _baseline_wanted(self, trainer: Any) -> bool:
+        return self.at == "fit_start" and not self._done  # once per run, whether or not it resumed
+
+    def _log_event(self, pl_module: Any, result: None, step: int) -> None:
+        self._run(pl_module, step)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """With ``at="fit_end"``: the check, once per run."""
         if self.at == "fit_end" and not self._done:
             self._event(trainer, lambda step: self._run(pl_module, step))
 
     # ------------------------------------------------------------------------------- the event
     def _targets(self) -> Any:
-        return {"label": self._device_probe.targets, "predicted": None}.get(self._target_mode, self._target_mode)
+        return probe_target(self._target_mode, self._device_probe)
 
     def _run(self, pl_module: Any, step: int) -> None:
         self._done = True  # once per run, also when it fails
@@ -185,11 +191,8 @@ class SanityCheckCallback(ProbeEventCallback):
             )
 
     # ------------------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        state = self._base_state()
-        state["done"] = self._done
-        return state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"done": self._done}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._load_base_state(state_dict)
-        self._done = bool(state_dict.get("done", False))
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self._done = bool(state.get("done", False))
