@@ -27,6 +27,7 @@ ORDER = (
     "performance",
     "guarantees",
     "development",
+    "contributing",
 )
 """Pages shown first in the navigation, in this order; other pages follow by name."""
 EXTRAS = ["fenced-code-blocks", "tables", "header-ids", "code-friendly", "cuddled-lists"]
