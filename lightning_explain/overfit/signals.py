@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from lightning_explain.analysis.gradient_norms import loss_gradients_for_maps
 from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.validation import check_int
 from lightning_explain.overfit._maps import (
     explanation_drift,
     explanation_gap,
@@ -115,8 +116,7 @@ def read_probe(
         with_maps: whether to compute the saliency maps.
         chunk_size: samples per pass; ``None`` = all at once.
     """
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+    check_int("chunk_size", chunk_size, low=1, none_ok=True)
     if inputs.ndim < 1 or inputs.shape[0] == 0 or targets.shape[:1] != inputs.shape[:1]:
         raise ValueError(
             f"read_probe needs a non-empty batch with one target per sample; got inputs {tuple(inputs.shape)} "
