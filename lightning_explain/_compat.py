@@ -27,7 +27,6 @@ __all__ = [
     "CALLBACK_BASES",
     "MLFLOW_LOGGER_TYPES",
     "MisconfigurationException",
-    "PYTORCH_LIGHTNING_AVAILABLE",
     "TENSORBOARD_LOGGER_TYPES",
     "WANDB_LOGGER_TYPES",
     "rank_zero_warn",
@@ -49,9 +48,6 @@ def _with_standalone(own: type, module: str, name: str) -> tuple[type, ...]:
 
 #: ``Callback`` classes of the installed namespaces; our callbacks derive from all of them.
 CALLBACK_BASES: tuple[type, ...] = _with_standalone(_Callback, "pytorch_lightning", "Callback")
-
-#: Whether ``pytorch_lightning`` is importable (its Trainer then accepts our callbacks too).
-PYTORCH_LIGHTNING_AVAILABLE = len(CALLBACK_BASES) > 1
 
 #: TensorBoard loggers of Fabric and of both Trainer namespaces (each derives from a Fabric one).
 TENSORBOARD_LOGGER_TYPES = _with_standalone(_TensorBoardLogger, "lightning_fabric.loggers", "TensorBoardLogger")

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.layers import resolve_layer
+from lightning_explain.core.validation import check_int, check_ints, is_int
 
 MAX_STEPS = 10_000
 """The most optimisation steps :func:`activation_maximization` accepts."""
@@ -78,12 +79,10 @@ def activation_maximization(
         >>> images = activation_maximization(model, "features.2", [0, 5], input_shape=(1, 28, 28))  # doctest: +SKIP
     """
     channels = [channels] if isinstance(channels, int) else list(channels)
-    if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in channels):
-        raise ValueError(f"channels must be a non-empty list of channel indices >= 0, got {channels!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be an int from 1 to {MAX_STEPS}, got {steps!r}.")
+    check_ints("channels", channels, low=0, expected="a non-empty list of channel indices >= 0")
+    check_int("steps", steps, low=1, high=MAX_STEPS)
     shape = tuple(input_shape)
-    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+    if not shape or any(not is_int(s) or s < 1 for s in shape):
         raise ValueError(f"input_shape must be the positive sizes of one input without the batch, got {input_shape!r}.")
     for name, value in (("lr", lr), ("init_scale", init_scale)):
         if not value > 0:

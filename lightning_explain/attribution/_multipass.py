@@ -5,15 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_explain.core.validation import check_int, is_number
+
 DEFAULT_CHUNK_SIZE = 64
 """Inputs per forward pass for integrated gradients, SmoothGrad and occlusion."""
 
 
 def check_chunk_size(chunk_size: object) -> int:
     """Raise ``ValueError`` unless ``chunk_size`` is a positive int."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int (inputs per forward pass), got {chunk_size!r}.")
-    return chunk_size
+    return check_int("chunk_size", chunk_size, low=1, expected="a positive int (inputs per forward pass)")
 
 
 def copies_per_chunk(batch: int, chunk_size: int) -> int:
@@ -35,7 +35,7 @@ def check_baseline(baseline: float | Tensor | None, inputs: Tensor) -> Tensor:
     """A baseline broadcastable to ``inputs``: ``None`` = zeros, a number, or a tensor (C, H, W) / (N, C, H, W)."""
     if baseline is None:
         baseline = 0.0
-    if isinstance(baseline, bool) or not isinstance(baseline, (int, float, Tensor)):
+    if not (is_number(baseline) or isinstance(baseline, Tensor)):
         raise ValueError(
             f"baseline must be None, a number or a tensor broadcastable to the inputs, got {type(baseline).__name__}."
         )

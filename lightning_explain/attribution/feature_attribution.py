@@ -17,6 +17,7 @@ from lightning_explain.attribution.methods.grad_cam import grad_cam_from_activat
 from lightning_explain.core.gradients import check_inputs, gradient_pass
 from lightning_explain.core.layers import LayerSpec, resolve_layer
 from lightning_explain.core.targets import TargetSpec
+from lightning_explain.core.validation import check_int
 
 
 def check_feature_inputs(inputs: object) -> Tensor:
@@ -93,8 +94,7 @@ def token_grad_cam(
         >>> heat = token_grad_cam(vit, images, layer="encoder.layers.11", drop_tokens=1)  # doctest: +SKIP
     """
     inputs = check_inputs(inputs, need_float=False)
-    if isinstance(drop_tokens, bool) or not isinstance(drop_tokens, int) or drop_tokens < 0:
-        raise ValueError(f"drop_tokens must be an int >= 0, got {drop_tokens!r}.")
+    check_int("drop_tokens", drop_tokens, low=0)
     if layer is None:
         raise ValueError("token_grad_cam needs layer=: the token layer to explain (a module or its dotted name).")
     name, module = resolve_layer(model, layer, inputs)

@@ -13,9 +13,17 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_explain._compat import rank_zero_warn
+from lightning_explain.callbacks._batches import (  # the loader helpers; each stays importable from here
+    _class_targets,  # noqa: F401 - re-exported
+    _collate_first,
+    _indexable,
+    _iterate_until,
+    _known_empty,
+    _targets,
+    _unpack,
+)
 from lightning_explain.core.rng import preserved_global_rng
 
 UnpackBatch = Callable[[Any], "tuple[Tensor, Tensor | None]"]
@@ -76,14 +84,6 @@ def default_unpack_batch(batch: Any, *, class_targets: bool = True) -> tuple[Ten
     )
 
 
-def _targets(targets: Any, inputs: Tensor, class_targets: bool) -> Tensor | None:
-    if class_targets:
-        return _class_targets(targets, inputs)
-    if isinstance(targets, Tensor) and targets.ndim >= 1 and targets.shape[0] == inputs.shape[0]:
-        return targets
-    return None
-
-
 _noted_key_sets: set[frozenset[str]] = set()
 
 
@@ -101,19 +101,6 @@ def _note_no_label_key(batch: Mapping, inputs: Tensor) -> None:
         "right/wrong marks, and the predicted class is explained. If one of those keys holds the labels, pass "
         f"unpack_batch=lambda batch: (batch[{input_key!r}], batch[{others[0]!r}]) to the callback."
     )
-
-
-def _class_targets(targets: Any, inputs: Tensor) -> Tensor | None:
-    if (
-        isinstance(targets, Tensor)
-        and targets.ndim == 1
-        and targets.shape[0] == inputs.shape[0]
-        and not targets.is_floating_point()
-        and not targets.is_complex()
-        and targets.dtype != torch.bool
-    ):
-        return targets
-    return None
 
 
 def check_probe_argument(probe: Any, *, class_targets: bool = True, name: str = "probe") -> Probe | None:
@@ -182,53 +169,6 @@ def probe_from_dataloader(
     return Probe(inputs, targets)
 
 
-def _indexable(dataloader: Any) -> bool:
-    dataset = getattr(dataloader, "dataset", None)
-    return (
-        isinstance(dataloader, DataLoader)
-        and dataloader.batch_sampler is not None  # automatic batching, so collate_fn takes a list of samples
-        and not isinstance(dataset, IterableDataset)
-        and hasattr(dataset, "__getitem__")
-        and hasattr(dataset, "__len__")
-    )
-
-
-def _collate_first(dataloader: DataLoader, size: int) -> Any:
-    dataset = dataloader.dataset
-    count = min(size, len(dataset))
-    if count == 0:
-        raise ValueError("The dataloader's dataset is empty, so no probe can be taken from it; pass probe=.")
-    return dataloader.collate_fn([dataset[i] for i in range(count)])
-
-
-def _iterate_until(
-    dataloader: Any, size: int, unpack: UnpackBatch, class_targets: bool
-) -> tuple[Tensor, Tensor | None]:
-    all_inputs, all_targets, count = [], [], 0
-    for batch in dataloader:
-        inputs, targets = _unpack(unpack, batch, class_targets)
-        all_inputs.append(inputs)
-        all_targets.append(targets)
-        count += inputs.shape[0]
-        if count >= size:
-            break
-    if not all_inputs:
-        raise ValueError("The dataloader yields no batches, so no probe can be taken from it; pass probe=.")
-    has_targets = all(t is not None for t in all_targets)
-    return torch.cat(all_inputs), torch.cat(all_targets) if has_targets else None
-
-
-def _unpack(unpack: UnpackBatch, batch: Any, class_targets: bool = True) -> tuple[Tensor, Tensor | None]:
-    result = unpack(batch)
-    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Tensor)):
-        raise ValueError(
-            "unpack_batch must return (inputs, targets) with inputs a tensor and targets a tensor or None; "
-            f"got {type(result).__name__}."
-        )
-    inputs, targets = result
-    return inputs, _targets(targets, inputs, class_targets)
-
-
 def first_dataloader(dataloaders: Any) -> Any:
     """The first loader of what ``trainer.train_dataloader`` / ``val_dataloaders`` return."""
     if isinstance(dataloaders, Mapping):
@@ -272,13 +212,6 @@ def draws_from_its_own_stream(name: str, loader: Any) -> bool:
     a probe is taken from the first batch Lightning itself draws instead.
     """
     return name == "train" and loader is not None and not _indexable(loader)
-
-
-def _known_empty(loader: Any) -> bool:
-    try:
-        return _indexable(loader) and len(loader.dataset) == 0
-    except TypeError:  # a dataset whose len cannot be taken
-        return False
 
 
 LOADER_NAMES = {"val": "validation", "train": "training"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_explain.core.validation import is_int
+
 TargetSpec = int | Tensor | None
 """``None`` = the predicted class; an ``int`` = that class for every sample; a ``LongTensor`` (N,)."""
 
@@ -15,7 +17,7 @@ def select_targets(logits: Tensor, target: TargetSpec) -> Tensor | None:
     Raises ``ValueError`` naming the problem when ``target`` does not fit ``logits``.
     """
     if logits.ndim == 1:
-        if target is None or (isinstance(target, int) and not isinstance(target, bool) and target == 0):
+        if target is None or (is_int(target) and target == 0):
             return None
         raise ValueError(
             f"The model returns one score per sample, so the only valid target is None (or 0); got {target!r}."
@@ -28,7 +30,7 @@ def select_targets(logits: Tensor, target: TargetSpec) -> Tensor | None:
     n, k = logits.shape
     if target is None:
         return logits.detach().argmax(dim=1)
-    if isinstance(target, bool) or not isinstance(target, (int, Tensor)):
+    if not (is_int(target) or isinstance(target, Tensor)):
         raise TypeError(
             f"target must be None (the predicted class), an int or a LongTensor of shape (N,), "
             f"got {type(target).__name__}."

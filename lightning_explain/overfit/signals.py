@@ -21,8 +21,36 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_explain.analysis.gradient_norms import loss_gradients_for_maps
-from lightning_explain.analysis.map_statistics import average_ranks, pearson
 from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.validation import check_int
+from lightning_explain.overfit._maps import (
+    explanation_drift,
+    explanation_gap,
+    map_ranks,
+    mask_area,
+    mask_fraction,
+    mean_map,
+)
+
+# The public names, in the reference page's order; the map statistics are defined in _maps.py.
+__all__ = [
+    "PROBES",
+    "DRIFT_SAMPLES",
+    "LossFn",
+    "per_sample_cross_entropy",
+    "ProbeReading",
+    "read_probe",
+    "gradient_norm",
+    "gradient_alignment",
+    "mask_fraction",
+    "mask_area",
+    "mean_map",
+    "explanation_gap",
+    "map_ranks",
+    "explanation_drift",
+    "paired_rise",
+    "compare_probes",
+]
 
 PROBES = ("train", "val")
 """The two probes, by name."""
@@ -88,8 +116,7 @@ def read_probe(
         with_maps: whether to compute the saliency maps.
         chunk_size: samples per pass; ``None`` = all at once.
     """
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+    check_int("chunk_size", chunk_size, low=1, none_ok=True)
     if inputs.ndim < 1 or inputs.shape[0] == 0 or targets.shape[:1] != inputs.shape[:1]:
         raise ValueError(
             f"read_probe needs a non-empty batch with one target per sample; got inputs {tuple(inputs.shape)} "
@@ -174,66 +201,6 @@ def gradient_alignment(a: Sequence[Tensor | None], b: Sequence[Tensor | None]) -
         return torch.tensor(float("nan"))
     denominator = (norm_a * norm_b).sqrt()
     return torch.where(denominator > 0, dot / denominator, torch.full_like(dot, float("nan")))
-
-
-def mask_fraction(maps: Tensor, masks: Tensor) -> Tensor:
-    """Share of each map's absolute attribution inside its mask, (N,); NaN for an all-zero map.
-
-    ``masks`` are boolean (or 0/1) with the maps' shape. Compare with :func:`mask_area`: a model
-    that ignores the region puts about its area's share of attribution in it.
-
-    Example:
-        >>> maps = torch.tensor([[[1.0, 3.0]]])
-        >>> mask_fraction(maps, torch.tensor([[[False, True]]])).item()
-        0.75
-    """
-    if masks.shape != maps.shape:
-        raise ValueError(f"masks of shape {tuple(masks.shape)} do not match maps of shape {tuple(maps.shape)}.")
-    weights = maps.float().abs().flatten(1)
-    inside = (weights * masks.flatten(1).to(weights)).sum(dim=1)
-    total = weights.sum(dim=1)
-    return torch.where(total > 0, inside / total, torch.full_like(total, float("nan")))
-
-
-def mask_area(masks: Tensor) -> Tensor:
-    """Share of each mask's pixels that are inside the region, (N,)."""
-    return masks.flatten(1).float().mean(dim=1)
-
-
-def mean_map(maps: Tensor) -> Tensor:
-    """The average of maps each scaled to sum 1 (all-zero maps left out): where a probe is looked at, on average."""
-    flat = maps.float().abs().flatten(1)
-    total = flat.sum(dim=1, keepdim=True)
-    keep = total.squeeze(1) > 0
-    if not bool(keep.any()):
-        return torch.zeros_like(maps[0], dtype=torch.float)
-    return (flat[keep] / total[keep]).mean(dim=0).view(maps.shape[1:])
-
-
-def explanation_gap(train_maps: Tensor, val_maps: Tensor) -> Tensor:
-    """How differently a model explains two sets of inputs: the total variation distance of their mean maps.
-
-    Each map is scaled to sum 1 and the maps of each set are averaged (:func:`mean_map`): where the
-    model looks, on average. The result is half the L1 distance of the two averages: 0 when the
-    model looks at the same places in both sets, 1 when at disjoint places. A shortcut that only
-    the training inputs carry (a marker, a watermark) pulls the training average towards it.
-    """
-    if train_maps.shape[1:] != val_maps.shape[1:]:
-        raise ValueError(
-            f"maps of shape {tuple(train_maps.shape[1:])} and {tuple(val_maps.shape[1:])} cannot be compared; "
-            "the training and validation probes need inputs of the same shape."
-        )
-    return 0.5 * (mean_map(train_maps) - mean_map(val_maps)).abs().sum()
-
-
-def map_ranks(maps: Tensor) -> Tensor:
-    """Each map's pixel ranks (N, P): keep these to measure drift at the next event without the maps."""
-    return average_ranks(maps.float().flatten(1))
-
-
-def explanation_drift(ranks: Tensor, previous_ranks: Tensor) -> Tensor:
-    """1 − the mean Spearman correlation of each sample's map with its map at the previous event."""
-    return 1 - pearson(ranks, previous_ranks).nanmean()
 
 
 def paired_rise(losses: Tensor, reference: Tensor) -> Tensor:
