@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_explain.core.validation import check_int
 from lightning_explain.render.grids import apply_colormap, scale_maps
 
 # Each glyph: 5 rows of 3 bits, the most significant bit on the left.
@@ -103,7 +102,8 @@ def render_feature_bars(
         values = values.mean(dim=0)
     if values.ndim != 1 or values.numel() == 0:
         raise ValueError(f"attributions must be (F,) or (N, F) with F >= 1, got shape {tuple(attributions.shape)}.")
-    check_int("top_k", top_k, low=1)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}.")
     count = values.numel()
     names = [f"f{i}" for i in range(count)] if feature_names is None else [str(n) for n in feature_names]
     if len(names) != count:
