@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_explain.analysis.map_statistics import average_ranks, pearson
+from lightning_explain.analysis.map_statistics import map_change
 
 
 def mask_fraction(maps: Tensor, masks: Tensor) -> Tensor:
@@ -63,11 +63,15 @@ def explanation_gap(train_maps: Tensor, val_maps: Tensor) -> Tensor:
     return 0.5 * (mean_map(train_maps) - mean_map(val_maps)).abs().sum()
 
 
-def map_ranks(maps: Tensor) -> Tensor:
-    """Each map's pixel ranks (N, P): keep these to measure drift at the next event without the maps."""
-    return average_ranks(maps.float().flatten(1))
-
-
 def explanation_drift(ranks: Tensor, previous_ranks: Tensor) -> Tensor:
-    """1 − the mean Spearman correlation of each sample's map with its map at the previous event."""
-    return 1 - pearson(ranks, previous_ranks).nanmean()
+    """1 − the mean Spearman correlation of each sample's map with its map at the previous event.
+
+    The package's one ``change`` statistic (:func:`~lightning_explain.analysis.map_statistics.map_change`)
+    of the validation maps, for two events with maps of the same shape.
+    """
+    change = map_change(ranks, previous_ranks)
+    if change is None:
+        raise ValueError(
+            f"explanation_drift needs ranks of one shape; got {tuple(ranks.shape)} and {tuple(previous_ranks.shape)}."
+        )
+    return change

@@ -13,20 +13,20 @@ event on a training probe and a validation probe.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_explain.analysis.gradient_norms import loss_gradients_for_maps
+from lightning_explain.analysis.map_statistics import map_change, map_ranks
 from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.losses import LossFn, per_sample_losses
 from lightning_explain.core.validation import check_int
 from lightning_explain.overfit._maps import (
     explanation_drift,
     explanation_gap,
-    map_ranks,
     mask_area,
     mask_fraction,
     mean_map,
@@ -36,8 +36,6 @@ from lightning_explain.overfit._maps import (
 __all__ = [
     "PROBES",
     "DRIFT_SAMPLES",
-    "LossFn",
-    "per_sample_cross_entropy",
     "ProbeReading",
     "read_probe",
     "gradient_norm",
@@ -57,14 +55,6 @@ PROBES = ("train", "val")
 
 DRIFT_SAMPLES = 64
 """How many validation maps :func:`compare_probes` follows for the drift (their ranks are kept between events)."""
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""``loss_fn(logits, targets) -> per-sample losses (N,)``, e.g. ``F.cross_entropy(..., reduction="none")``."""
-
-
-def per_sample_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """The default loss: cross-entropy of each sample, (N,)."""
-    return F.cross_entropy(logits, targets, reduction="none")
 
 
 @dataclass
@@ -122,7 +112,6 @@ def read_probe(
             f"read_probe needs a non-empty batch with one target per sample; got inputs {tuple(inputs.shape)} "
             f"and targets {tuple(targets.shape)}."
         )
-    loss_fn = loss_fn or per_sample_cross_entropy
     parameters = list(parameters)
     n = inputs.shape[0]
     step = chunk_size or n
@@ -136,13 +125,7 @@ def read_probe(
             if chunk_maps:
                 x.requires_grad_(True)
             logits = model(x)
-            chunk_losses = loss_fn(logits, y)
-            if not isinstance(chunk_losses, Tensor) or chunk_losses.shape != (x.shape[0],):
-                raise ValueError(
-                    f"loss_fn must return one loss per sample, shape ({x.shape[0]},); got "
-                    f"{tuple(getattr(chunk_losses, 'shape', ()))}. For a torch loss pass reduction='none', "
-                    "e.g. loss_fn=lambda logits, y: F.cross_entropy(logits, y, reduction='none')."
-                )
+            chunk_losses = per_sample_losses(loss_fn, logits, y)
             grads, map_x, map_logits = loss_gradients_for_maps(
                 model, x, logits, chunk_losses.sum() / n, parameters, chunk_maps
             )
@@ -259,8 +242,9 @@ def compare_probes(
         return values, None
     values["explanation_gap"] = explanation_gap(train.maps, val.maps)
     ranks = map_ranks(val.maps[:DRIFT_SAMPLES])
-    if previous_ranks is not None and previous_ranks.shape == ranks.shape:
-        values["explanation_drift"] = explanation_drift(ranks, previous_ranks.to(ranks.device))
+    drift = map_change(ranks, previous_ranks)
+    if drift is not None:
+        values["explanation_drift"] = drift
     readings = {"train": train, "val": val}
     for name, mask in (masks or {}).items():
         values[f"{name}_in_mask"] = mask_fraction(readings[name].maps, mask).nanmean()
