@@ -93,6 +93,14 @@ def test_a_bad_schedule_is_a_value_error_in_init(name, argument):
         SCHEDULED[name](**{argument: 0})
 
 
+def test_setting_a_schedule_argument_after_init_is_validated_like_in_init():
+    callback = ExplainCallback(every_n_steps=None, every_n_epochs=1)
+    callback.every_n_steps = 5
+    assert callback.schedule == Schedule(every_n_steps=5, every_n_epochs=1)
+    with pytest.raises(ValueError, match="every_n_epochs must be a positive int or None, got 0"):
+        callback.every_n_epochs = 0
+
+
 @pytest.mark.parametrize("callback_class", [ExplainCallback, FeatureExplainCallback, SanityCheckCallback])
 @pytest.mark.parametrize("target", [-1, True, "best", 1.5])
 def test_one_target_rule(callback_class, target):

@@ -66,10 +66,18 @@ class ScheduledProbeCallback(ProbeEventCallback):
         """Events every this many optimizer steps (``None`` = off)."""
         return self.schedule.every_n_steps
 
+    @every_n_steps.setter
+    def every_n_steps(self, value: int | None) -> None:
+        self.schedule = Schedule(every_n_steps=value, every_n_epochs=self.schedule.every_n_epochs)
+
     @property
     def every_n_epochs(self) -> int | None:
         """Events at the end of every this many epochs (``None`` = off)."""
         return self.schedule.every_n_epochs
+
+    @every_n_epochs.setter
+    def every_n_epochs(self, value: int | None) -> None:
+        self.schedule = Schedule(every_n_steps=self.schedule.every_n_steps, every_n_epochs=value)
 
     def _scheduled_event(self, trainer: Any, pl_module: Any) -> None:
         self._event(trainer, lambda step: self._log_event(pl_module, self._compute(pl_module), step))
