@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from toy_models import MLP, ResidualCNN, SingleScoreCNN, TinyCNN, warm_batchnorm
 
 from lightning_explain.attribution import GRADIENT_METHODS, explain, find_target_layer, grad_cam, saliency
-from lightning_explain.core import gradients as _pass
+from lightning_explain.core import gradients
 
 N, H, W = 4, 16, 16
 SEED = 5  # with this seed both toy models predict more than one class on the inputs below
@@ -269,9 +269,9 @@ class _Counted(nn.Module):
 
 @pytest.fixture
 def count_passes(monkeypatch):
-    """Count ``torch.autograd.grad`` calls made by ``_pass`` and fail on any ``torch.autograd.backward``."""
-    # _pass.py calls ``torch.autograd.grad`` through the torch module it imported.
-    assert _pass.torch is torch
+    """Count ``torch.autograd.grad`` calls made by ``core.gradients`` and fail on any ``torch.autograd.backward``."""
+    # core/gradients.py calls ``torch.autograd.grad`` through the torch module it imported.
+    assert gradients.torch is torch
     counts = {"grad": 0, "backward": 0}
     real_grad, real_backward = torch.autograd.grad, torch.autograd.backward
 
@@ -283,8 +283,8 @@ def count_passes(monkeypatch):
         counts["backward"] += 1
         return real_backward(*args, **kwargs)
 
-    monkeypatch.setattr(_pass.torch.autograd, "grad", counting_grad)
-    monkeypatch.setattr(_pass.torch.autograd, "backward", counting_backward)
+    monkeypatch.setattr(gradients.torch.autograd, "grad", counting_grad)
+    monkeypatch.setattr(gradients.torch.autograd, "backward", counting_backward)
     return counts
 
 
