@@ -32,11 +32,12 @@ def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     if isinstance(methods, str):
         methods = (methods,)
     methods = tuple(dict.fromkeys(methods))
+    names = method_names()
     if not methods:
-        raise ValueError(f"methods must name at least one method; valid choices: {list(method_names())}.")
-    unknown = [m for m in methods if m not in method_names()]
+        raise ValueError(f"methods must name at least one method; valid choices: {list(names)}.")
+    unknown = [m for m in methods if m not in names]
     if unknown:
-        raise ValueError(f"Unknown method(s) {unknown}; valid choices: {list(method_names())}.")
+        raise ValueError(f"Unknown method(s) {unknown}; valid choices: {list(names)}.")
     return methods
 
 
@@ -52,9 +53,10 @@ def check_options(
     if not isinstance(options, Mapping):
         raise ValueError(f"options must be a dict {{method: {{option: value}}}}, got {type(options).__name__}.")
     checked: dict[str, dict[str, Any]] = {}
+    names = method_names()
     for method, values in options.items():
-        if method not in method_names():
-            raise ValueError(f"options names unknown method {method!r}; valid choices: {list(method_names())}.")
+        if method not in names:
+            raise ValueError(f"options names unknown method {method!r}; valid choices: {list(names)}.")
         if methods is not None and method not in methods:
             raise ValueError(f"options are given for {method!r}, which is not in methods={list(methods)}; add it.")
         if not isinstance(values, Mapping):
@@ -126,8 +128,8 @@ def compute_explanation(
     )
     maps: dict[str, Tensor] = {}
     features = None
-    for spec in specs:
-        value = spec.compute(context, **spec.check_options(options.get(spec.name, {})))
+    for spec in specs:  # the options were checked above: fill in the defaults only
+        value = spec.compute(context, **{**spec.defaults, **options.get(spec.name, {})})
         if spec.output == "activation":
             features = value
         else:

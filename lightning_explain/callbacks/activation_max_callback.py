@@ -127,16 +127,13 @@ class ActivationMaximizationCallback(ScheduledProbeCallback):
     def _compute(self, pl_module: Any) -> None:
         return None  # the images are optimised when logged, and only when the logger takes images
 
-    def _log_event(self, pl_module: Any, result: None, step: int) -> None:
-        self._log(pl_module, step)
-
     def _maximise(self, pl_module: Any, steps: int | None = None) -> Tensor:
         options = dict(self.options, steps=steps or self.options["steps"])
         return activation_maximization(
             pl_module, self._layer_name, self.channels, input_shape=self._shape, device=pl_module.device, **options
         )
 
-    def _log(self, pl_module: Any, step: int) -> None:
+    def _log_event(self, pl_module: Any, result: None, step: int) -> None:
         if not self._writer.can_log_images:
             return
         images = self._maximise(pl_module)

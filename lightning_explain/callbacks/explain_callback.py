@@ -171,9 +171,6 @@ class ExplainCallback(ScheduledProbeCallback):
     def _compute(self, pl_module: Any) -> Explanation:
         return self._explain(pl_module)
 
-    def _log_event(self, pl_module: Any, result: Explanation, step: int) -> None:
-        self._log(result, step)
-
     # ------------------------------------------------------------------------------- the event
     def _explain(self, pl_module: Any, layer: str | nn.Module | None = None) -> Explanation:
         probe = self._device_probe
@@ -183,7 +180,7 @@ class ExplainCallback(ScheduledProbeCallback):
             pl_module, probe.inputs, probe_target(self._target_mode, probe), layer, self.methods, **options
         )
 
-    def _log(self, explanation: Explanation, step: int) -> None:
+    def _log_event(self, pl_module: Any, explanation: Explanation, step: int) -> None:
         names: list[str] = []
         values: list[Tensor] = []
         images: dict[str, Tensor] = {}

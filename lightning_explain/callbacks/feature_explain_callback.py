@@ -163,7 +163,8 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         target = probe_target(self._target_mode, probe)
         if isinstance(self.method, str):  # one call gives the maps and the logits
             inputs = check_feature_inputs(probe.inputs)
-            raw = compute_explanation(pl_module, inputs, target, None, [self.method], options=self._raw_options)
+            unreduced = {self.method: {"reduce": None}}  # the input's shape: the feature dimension D is reduced below
+            raw = compute_explanation(pl_module, inputs, target, None, [self.method], options=unreduced)
             reduce = get_spec(self.method).defaults["reduce"]
             attribution = raw.maps[self.method]
             maps = reduce_channels(attribution.transpose(1, 2) if attribution.ndim == 3 else attribution, reduce)
@@ -174,11 +175,6 @@ class FeatureExplainCallback(ScheduledProbeCallback):
             with explanation_mode(pl_module, probe.inputs.device), torch.no_grad():
                 logits = pl_module(probe.inputs)
         return maps, logits
-
-    @property
-    def _raw_options(self) -> dict[str, dict[str, Any]]:
-        """The method unreduced (the input's shape), so the feature dimension is the one reduced."""
-        return {self.method: {"reduce": None}}
 
     def _log(self, maps: Tensor, logits: Tensor | None, step: int) -> None:
         if not bool(torch.isfinite(maps).all()):

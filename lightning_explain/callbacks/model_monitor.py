@@ -125,11 +125,8 @@ class ModelHistogramMonitor(ScheduledProbeCallback):
     def _compute(self, pl_module: Any) -> None:
         return None  # the histograms are read while logged, one tensor at a time
 
-    def _log_event(self, pl_module: Any, result: None, step: int) -> None:
-        self._log(pl_module, step)
-
     # ------------------------------------------------------------------------------- the event
-    def _log(self, pl_module: nn.Module, step: int) -> None:
+    def _log_event(self, pl_module: nn.Module, result: None, step: int) -> None:
         if not self._writer.tensorboard:
             return
         if self.weights:

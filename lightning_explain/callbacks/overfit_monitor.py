@@ -206,9 +206,6 @@ class OverfitMonitor(ScheduledProbeCallback):
     def _compute(self, pl_module: Any) -> dict[str, ProbeReading]:
         return self._read(pl_module)
 
-    def _log_event(self, pl_module: Any, result: dict[str, ProbeReading], step: int) -> None:
-        self._log(result, step)
-
     def _after_event(self, trainer: Any) -> None:
         """Every rank takes part (events run on rank zero only); a stop on one rank alone would hang DDP."""
         if self.stop_on_alert:
@@ -234,7 +231,7 @@ class OverfitMonitor(ScheduledProbeCallback):
             for name, probe in probes.items()
         }
 
-    def _log(self, readings: dict[str, ProbeReading], step: int) -> None:
+    def _log_event(self, pl_module: Any, readings: dict[str, ProbeReading], step: int) -> None:
         train, val = readings["train"], readings["val"]
         values, ranks = compare_probes(train, val, self._device_masks, self._previous_ranks)
         maps_ok = ranks is not None
