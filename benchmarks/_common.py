@@ -181,7 +181,7 @@ def event_runner(model: nn.Module, inputs: Tensor, targets: Tensor, methods=("sa
     """A callable that runs one ExplainCallback event on ``(inputs, targets)``, the callback's own code.
 
     Explanation, statistics, rendering, one host transfer and PNG encoding, as in
-    ``ExplainCallback._log``; only the TensorBoard file write is left out.
+    ``ExplainCallback._log_event``; only the TensorBoard file write is left out.
     """
     from lightning_explain import ExplainCallback
 
@@ -196,7 +196,7 @@ def event_runner(model: nn.Module, inputs: Tensor, targets: Tensor, methods=("sa
             explanation = callback._explain(model)
             if callback._layer_module is None and explanation.layer_name is not None:
                 callback._layer_module = model.get_submodule(explanation.layer_name)
-            callback._log(explanation, step[0])
+            callback._log_event(model, explanation, step[0])
         step[0] += 1
 
     return run
