@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_explain.core.targets import Target
 from lightning_explain.core.validation import check_int, is_number
 
 DEFAULT_CHUNK_SIZE = 64
@@ -21,14 +22,19 @@ def copies_per_chunk(batch: int, chunk_size: int) -> int:
     return max(1, chunk_size // batch)
 
 
-def repeat_targets(targets: Tensor | None, copies: int) -> Tensor | None:
-    """Targets for ``copies`` stacked copies of the batch (copy-major), or ``None`` for single-output models."""
+def repeat_targets(targets: Target | Tensor | None, copies: int) -> Target | Tensor | None:
+    """Targets for ``copies`` stacked copies of the batch (copy-major): a resolved
+    :class:`~lightning_explain.core.targets.Target`, a class-index tensor, or ``None`` for single-output models."""
+    if isinstance(targets, Target):
+        return targets.repeat(copies)
     return None if targets is None else targets.repeat(copies)
 
 
-def target_outputs(logits: Tensor, targets: Tensor | None) -> Tensor:
+def target_outputs(logits: Tensor, targets: Target | Tensor | None) -> Tensor:
     """Each sample's target score, (N,)."""
-    return logits if targets is None else logits.gather(1, targets[:, None])[:, 0]
+    if isinstance(targets, Target):
+        return targets.scores(logits)
+    return logits.reshape(logits.shape[0]) if targets is None else logits.gather(1, targets[:, None])[:, 0]
 
 
 def check_baseline(baseline: float | Tensor | None, inputs: Tensor) -> Tensor:

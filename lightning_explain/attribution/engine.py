@@ -20,8 +20,9 @@ from lightning_explain.attribution.passes import guided_gradient_pass
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, get_spec, method_names
 from lightning_explain.core.gradients import check_inputs, gradient_pass
 from lightning_explain.core.layers import LayerSpec, resolve_layer
-from lightning_explain.core.recording import capture_layer_outputs, forward_logits
-from lightning_explain.core.targets import TargetSpec, select_targets
+from lightning_explain.core.outputs import OutputSpec, check_output_spec
+from lightning_explain.core.recording import capture_layer_outputs, check_logits, record_outputs
+from lightning_explain.core.targets import Target, TargetSpec, resolve_target
 
 GRADIENT_METHODS = ("saliency", "grad_cam")
 """The default methods: both from one forward and one backward pass."""
@@ -73,10 +74,11 @@ class Explanation:
     Attributes:
         maps: method name -> float32 map (N, H, W) (or (N, C, H, W) for a method given
             ``reduce=None``); ``feature_maps`` is not here but in ``activation``.
-        logits: the model's detached output.
-        targets: the explained class per sample (N,), or ``None`` for a single-output model.
+        logits: the model's detached output (the tensor ``output=`` selects).
+        targets: the explained class per sample (N,), or ``None`` for a single-output model or a callable target.
         layer_name: the layer's name, or ``None`` when no method needed a layer.
         activation: the layer's output (N, C, h, w) as float32 when ``feature_maps`` was requested.
+        target: the resolved :class:`~lightning_explain.core.targets.Target` (for segmentation, its mask).
     """
 
     maps: dict[str, Tensor]
@@ -84,6 +86,7 @@ class Explanation:
     targets: Tensor | None
     layer_name: str | None
     activation: Tensor | None = None
+    target: Target | None = None
 
 
 def compute_explanation(
@@ -94,32 +97,38 @@ def compute_explanation(
     methods: Sequence[str] = GRADIENT_METHODS,
     *,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    output: OutputSpec = None,
 ) -> Explanation:
     """Like :func:`explain`, but also return the logits, the targets, the layer's name and its activation."""
+    output = check_output_spec(output)
     methods = check_methods(methods)
     options = check_options(options, methods)
     specs = [get_spec(m) for m in methods]
     check_inputs(inputs, need_float=any(s.needs_float for s in specs))
     name, module = _layer(model, inputs, layer, specs)
     passes = set().union(*(s.passes for s in specs))
-    logits = targets = activation = plain = guided = None
+    logits = resolved = activation = plain = guided = None
     if "plain" in passes:
         wants_input_grad = any(s.input_grad for s in specs)
-        plain = gradient_pass(model, inputs, target, layer=module, layer_name=name or "", input_grad=wants_input_grad)
-        logits, targets, activation = plain.logits, plain.targets, plain.activation
+        plain = gradient_pass(
+            model, inputs, target, layer=module, layer_name=name or "", input_grad=wants_input_grad, output=output
+        )
+        logits, resolved, activation = plain.logits, plain.target, plain.activation
     elif "forward" in passes:  # the layer's output alone: a forward pass is enough
-        logits, recorded = capture_layer_outputs(model, inputs, {name: module})
+        logits, recorded = capture_layer_outputs(model, inputs, {name: module}, output)
         activation = recorded[name]
-        targets = select_targets(logits, target)
+        resolved = resolve_target(logits, target, output)
     if "guided" in passes:
-        guided = guided_gradient_pass(model, inputs, target if logits is None else _resolved(targets, target))
-        logits, targets = guided.logits, guided.targets
+        guided = guided_gradient_pass(model, inputs, target if resolved is None else resolved, output=output)
+        logits, resolved = guided.logits, guided.target
     if logits is None:  # only methods with their own passes: fix the targets first
-        logits, targets = forward_logits(model, inputs, target)
+        raw, _ = record_outputs(model, inputs, {})
+        logits = check_logits(raw, output).detach()
+        resolved = resolve_target(logits, target, output)
     context = MethodContext(
         model=model,
         inputs=inputs,
-        target=targets,
+        target=resolved,
         logits=logits,
         layer_name=name,
         plain=plain,
@@ -134,7 +143,9 @@ def compute_explanation(
             features = value
         else:
             maps[spec.name] = value
-    return Explanation(maps=maps, logits=logits, targets=targets, layer_name=name, activation=features)
+    return Explanation(
+        maps=maps, logits=logits, targets=resolved.index, layer_name=name, activation=features, target=resolved
+    )
 
 
 def _layer(
@@ -156,11 +167,6 @@ def _layer(
     return resolve_layer(model, layer, inputs) if layered else (None, None)
 
 
-def _resolved(targets: Tensor | None, target: TargetSpec) -> TargetSpec:
-    """The targets a first pass chose, so later passes explain the same class (``None``: single output)."""
-    return target if targets is None else targets
-
-
 def explain(
     model: nn.Module,
     inputs: Tensor,
@@ -169,6 +175,7 @@ def explain(
     methods: Sequence[str] = GRADIENT_METHODS,
     *,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    output: OutputSpec = None,
 ) -> dict[str, Tensor]:
     """Every requested method for one batch, sharing passes where they can.
 
@@ -186,6 +193,9 @@ def explain(
         methods: names from :data:`lightning_explain.attribution.METHODS`; default ``("saliency", "grad_cam")``.
         options: per-method keyword options, e.g. ``{"integrated_gradients": {"steps": 64},
             "occlusion": {"window": 4}}``; see :data:`lightning_explain.attribution.METHOD_OPTIONS`.
+        output: which tensor of the model's output to explain: ``None`` = a tensor as is, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; a dict key, a tuple index or a callable
+            ``(output) -> Tensor`` otherwise (:func:`~lightning_explain.core.outputs.select_output`).
 
     Returns:
         ``{method: float32 map (N, H, W)}``, equal to calling each method on its own; for
@@ -196,7 +206,7 @@ def explain(
         >>> sorted(maps)
         ['grad_cam', 'saliency']
     """
-    explanation = compute_explanation(model, inputs, target, layer, methods, options=options)
+    explanation = compute_explanation(model, inputs, target, layer, methods, options=options, output=output)
     maps = dict(explanation.maps)
     if explanation.activation is not None:
         maps = {m: explanation.activation if m == "feature_maps" else maps[m] for m in check_methods(methods)}
@@ -210,10 +220,11 @@ def explain_one(
     target: TargetSpec = None,
     layer: LayerSpec = None,
     options: Mapping[str, Any] | None = None,
+    output: OutputSpec = None,
 ) -> Tensor:
     """One method's map through the engine: what each method's public function returns.
 
     Example:
         >>> maps = explain_one("saliency", model, images, options={"reduce": "sum"})  # doctest: +SKIP
     """
-    return explain(model, inputs, target, layer, (name,), options={name: dict(options or {})})[name]
+    return explain(model, inputs, target, layer, (name,), options={name: dict(options or {})}, output=output)[name]

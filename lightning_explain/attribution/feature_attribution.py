@@ -16,6 +16,7 @@ from lightning_explain.attribution._layer_maps import tokens_to_grid
 from lightning_explain.attribution.methods.grad_cam import grad_cam_from_activation
 from lightning_explain.core.gradients import check_inputs, gradient_pass
 from lightning_explain.core.layers import LayerSpec, resolve_layer
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 from lightning_explain.core.validation import check_int
 
@@ -40,7 +41,9 @@ def feature_saliency_from_gradient(input_grad: Tensor) -> Tensor:
     return magnitude.amax(dim=2) if magnitude.ndim == 3 else magnitude
 
 
-def feature_saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None) -> Tensor:
+def feature_saliency(
+    model: nn.Module, inputs: Tensor, target: TargetSpec = None, *, output: OutputSpec = None
+) -> Tensor:
     """Saliency of tabular or sequence inputs: how much each feature or time step moves the score.
 
     Args:
@@ -48,6 +51,7 @@ def feature_saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None
         inputs: a float batch, tabular (N, F), a univariate sequence (N, T), or a multivariate
             sequence (N, T, D).
         target: ``None`` = the predicted class, an ``int``, or a LongTensor (N,).
+        output: which tensor of the model's output to explain (see :func:`~lightning_explain.attribution.explain`).
 
     Returns:
         ``|dS/dx|`` as float32 (N, F) or (N, T); for (N, T, D) the maximum over D, like the
@@ -58,7 +62,7 @@ def feature_saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None
         >>> top5 = scores.mean(0).topk(5).indices
     """
     inputs = check_feature_inputs(inputs)
-    result = gradient_pass(model, inputs, target, input_grad=True)
+    result = gradient_pass(model, inputs, target, input_grad=True, output=output)
     return feature_saliency_from_gradient(result.input_grad)
 
 
@@ -70,6 +74,7 @@ def token_grad_cam(
     target: TargetSpec = None,
     grid: tuple[int, int] | None = None,
     drop_tokens: int = 1,
+    output: OutputSpec = None,
 ) -> Tensor:
     """Grad-CAM at a token layer of a transformer (ViT-style), mapped back onto the patch grid.
 
@@ -86,6 +91,7 @@ def token_grad_cam(
         target: ``None`` = the predicted class, an ``int``, or a LongTensor (N,).
         grid: the patch grid ``(h, w)``; ``None`` = square.
         drop_tokens: how many leading tokens are not patches (CLS, distillation, register tokens).
+        output: which tensor of the model's output to explain (see :func:`~lightning_explain.attribution.explain`).
 
     Returns:
         A float32 tensor (N, H, W) for image inputs, else (N, h, w).
@@ -98,7 +104,7 @@ def token_grad_cam(
     if layer is None:
         raise ValueError("token_grad_cam needs layer=: the token layer to explain (a module or its dotted name).")
     name, module = resolve_layer(model, layer, inputs)
-    result = gradient_pass(model, inputs, target, layer=module, layer_name=name, input_grad=False)
+    result = gradient_pass(model, inputs, target, layer=module, layer_name=name, input_grad=False, output=output)
     activation = tokens_to_grid(result.activation, grid, drop_tokens)
     activation_grad = tokens_to_grid(result.activation_grad, grid, drop_tokens)
     size = tuple(inputs.shape[2:]) if inputs.ndim == 4 else tuple(activation.shape[2:])

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from torch import Tensor, autograd, nn
 
 from lightning_explain.core.gradients import GradientPass, gradient_pass
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 
 
@@ -53,7 +54,9 @@ def guided_relus(model: nn.Module) -> Iterator[int]:
             handle.remove()
 
 
-def guided_gradient_pass(model: nn.Module, inputs: Tensor, target: TargetSpec = None) -> GradientPass:
+def guided_gradient_pass(
+    model: nn.Module, inputs: Tensor, target: TargetSpec = None, *, output: OutputSpec = None
+) -> GradientPass:
     """One forward and one backward pass with guided ReLUs; ``input_grad`` is the guided gradient."""
     with guided_relus(model) as count:
         if count == 0:
@@ -63,4 +66,4 @@ def guided_gradient_pass(model: nn.Module, inputs: Tensor, target: TargetSpec = 
                 UserWarning,
                 stacklevel=3,
             )
-        return gradient_pass(model, inputs, target)
+        return gradient_pass(model, inputs, target, output=output)

@@ -31,7 +31,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from lightning_explain.core.gradients import GradientPass
-from lightning_explain.core.targets import TargetSpec
+from lightning_explain.core.targets import Target
 
 SHARED_PASSES = ("plain", "forward", "guided")
 """The passes the engine runs at most once per call and hands to every method that reads them:
@@ -53,8 +53,10 @@ class MethodContext:
     Attributes:
         model: the model (a method that runs its own passes uses it; leave it as found).
         inputs: the batch.
-        target: the targets resolved once for every method: a LongTensor (N,), or ``None`` for a
-            single-output model; pass it on to a method's own passes so they explain the same class.
+        target: the :class:`~lightning_explain.core.targets.Target` resolved once for every method (the class,
+            segment or score each sample is explained for, and which output tensor is read); pass it on to a
+            method's own passes (``gradient_pass(model, x, context.target.repeat(copies))``, ``target.select`` /
+            ``target.scores`` for forward passes) so they explain the same thing.
         logits: the model's detached output for ``inputs``.
         layer_name: the layer's name when a method needs a layer, else ``None``.
         plain: the plain shared pass, when one ran.
@@ -64,7 +66,7 @@ class MethodContext:
 
     model: nn.Module
     inputs: Tensor
-    target: TargetSpec
+    target: Target
     logits: Tensor
     layer_name: str | None = None
     plain: GradientPass | None = None

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightning_explain.core.outputs import OutputSpec, select_output
 from lightning_explain.core.rng import preserved_torch_rng
-from lightning_explain.core.targets import TargetSpec, target_scores
+from lightning_explain.core.targets import Target, TargetSpec, resolve_target
 
 
 @contextlib.contextmanager
@@ -86,6 +87,7 @@ class GradientPass:
         input_grad: ``dS/dx`` with the input's shape, if requested.
         activation: the layer's output ``A``, if a layer was requested.
         activation_grad: ``dS/dA``, if a layer was requested.
+        target: the resolved :class:`~lightning_explain.core.targets.Target` (what later passes explain too).
     """
 
     logits: Tensor
@@ -93,6 +95,7 @@ class GradientPass:
     input_grad: Tensor | None = None
     activation: Tensor | None = None
     activation_grad: Tensor | None = None
+    target: Target | None = None
 
 
 def check_inputs(inputs: object, *, need_float: bool) -> Tensor:
@@ -119,6 +122,7 @@ def gradient_pass(
     layer: nn.Module | None = None,
     layer_name: str = "",
     input_grad: bool = True,
+    output: OutputSpec = None,
 ) -> GradientPass:
     """Run one forward and one backward pass and return the gradients the methods need.
 
@@ -129,6 +133,8 @@ def gradient_pass(
         layer: a submodule whose output ``A`` and ``dS/dA`` are wanted, or ``None``.
         layer_name: the layer's name, used in error messages.
         input_grad: whether ``dS/dx`` is wanted.
+        output: which tensor of the model's output to explain (:func:`~lightning_explain.core.outputs.select_output`);
+            a resolved :class:`~lightning_explain.core.targets.Target` brings its own.
     """
     if layer is None and not input_grad:
         raise ValueError("gradient_pass needs input_grad=True or a layer; it was asked for nothing.")
@@ -139,15 +145,13 @@ def gradient_pass(
         captured: list[Tensor] = []
         if layer is not None:
             handles.append(layer.register_forward_hook(_capture_output(captured, keep_upstream=input_grad)))
-        logits = model(x)
-        if not isinstance(logits, Tensor):
-            raise TypeError(
-                f"The model must return a logits tensor of shape (N, K) or scores (N,), got "
-                f"{type(logits).__name__}. Wrap the model so that forward returns the logits."
-            )
+        if isinstance(target, Target):
+            output = target.output
+        logits = select_output(model(x), output)
         if layer is not None:
             _check_captured(captured, layer_name)
-        scores, targets = target_scores(logits, target)
+        resolved = resolve_target(logits, target, output)
+        scores = resolved.scores(logits).sum()
         wrt = ([x] if input_grad else []) + ([captured[0]] if layer is not None else [])
         if not scores.requires_grad:
             raise ValueError(
@@ -155,7 +159,7 @@ def gradient_pass(
                 "check that forward does not detach its output or run under torch.no_grad()."
             )
         grads = list(torch.autograd.grad(scores, wrt, allow_unused=True))
-    result = GradientPass(logits=logits.detach(), targets=targets)
+    result = GradientPass(logits=logits.detach(), targets=resolved.index, target=resolved)
     if input_grad:
         result.input_grad = _require_grad(grads.pop(0), "the input")
     if layer is not None:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.outputs import OutputSpec, select_output
 from lightning_explain.core.targets import TargetSpec, select_targets
 
 Recorder = Callable[[str, object], object]
@@ -87,7 +88,9 @@ def call_order(model: nn.Module, inputs: Tensor, modules: Mapping[str, nn.Module
     return order
 
 
-def capture_layer_outputs(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module]) -> tuple[Tensor, dict]:
+def capture_layer_outputs(
+    model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module], output: OutputSpec = None
+) -> tuple[Tensor, dict]:
     """One forward pass in eval mode under ``no_grad``: ``(logits, {name: the layer's output})``, each layer run once.
 
     Each output is copied when recorded, so an in-place op that follows cannot change it.
@@ -104,7 +107,7 @@ def capture_layer_outputs(model: nn.Module, inputs: Tensor, layers: dict[str, nn
         return output.detach().clone()
 
     logits, captured = record_outputs(model, inputs, layers, recorder=copy_tensor)
-    logits = check_logits(logits).detach()
+    logits = check_logits(logits, output).detach()
     for name, outputs in captured.items():
         if len(outputs) != 1:
             raise ValueError(
@@ -114,23 +117,21 @@ def capture_layer_outputs(model: nn.Module, inputs: Tensor, layers: dict[str, nn
     return logits, {name: outputs[0] for name, outputs in captured.items()}
 
 
-def check_logits(logits: object) -> Tensor:
-    """``logits`` if the model returned a tensor.
+def check_logits(logits: object, output: OutputSpec = None) -> Tensor:
+    """The explained tensor of what the model returned (:func:`~lightning_explain.core.outputs.select_output`).
 
     Raises:
-        TypeError: the model returned something else; the message says how to fix it.
+        TypeError: no tensor found; the message says which ``output=`` to pass.
     """
-    if not isinstance(logits, Tensor):
-        raise TypeError(
-            f"The model must return a logits tensor of shape (N, K) or scores (N,), got "
-            f"{type(logits).__name__}. Wrap the model so that forward returns the logits."
-        )
-    return logits
+    return select_output(logits, output)
 
 
-def forward_logits(model: nn.Module, inputs: Tensor, target: TargetSpec) -> tuple[Tensor, Tensor | None]:
-    """One forward pass in eval mode without gradients: ``(logits, targets)``, targets as in
+def forward_logits(
+    model: nn.Module, inputs: Tensor, target: TargetSpec, output: OutputSpec = None
+) -> tuple[Tensor, Tensor | None]:
+    """One forward pass in eval mode without gradients: ``(logits, targets)``, the explained tensor of the output
+    (``output=``, :func:`~lightning_explain.core.outputs.select_output`) and the targets as in
     :func:`~lightning_explain.core.targets.select_targets`."""
     logits, _ = record_outputs(model, inputs, {})
-    logits = check_logits(logits).detach()
+    logits = check_logits(logits, output).detach()
     return logits, select_targets(logits, target)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.gradients import check_inputs
 from lightning_explain.core.layers import LayerSpec, resolve_layer
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.recording import capture_layer_outputs
 
 
@@ -30,7 +31,7 @@ SPEC = register(
 
 
 def feature_maps(
-    model: nn.Module, inputs: Tensor, layer: LayerSpec | Sequence[LayerSpec] = None
+    model: nn.Module, inputs: Tensor, layer: LayerSpec | Sequence[LayerSpec] = None, *, output: OutputSpec = None
 ) -> Tensor | dict[str, Tensor]:
     """The output of one or several layers for ``inputs``, in eval mode, as float32.
 
@@ -43,6 +44,8 @@ def feature_maps(
         inputs: a batch (N, ...).
         layer: a submodule, its dotted name, ``None`` (the last spatial layer, as for Grad-CAM),
             or a list of these.
+        output: which tensor of the model's output is its result, checked to be a tensor (see
+            :func:`~lightning_explain.attribution.explain`).
 
     Returns:
         The layer's output (N, C, h, w) for a single layer; ``{name: output}`` for a list.
@@ -55,6 +58,6 @@ def feature_maps(
     if not specs:
         raise ValueError("layer= must name at least one layer (or be None for the last spatial layer).")
     modules = dict(resolve_layer(model, spec, inputs) for spec in specs)
-    _, outputs = capture_layer_outputs(model, inputs, modules)
+    _, outputs = capture_layer_outputs(model, inputs, modules, output)
     outputs = {name: value.float() for name, value in outputs.items()}
     return outputs if isinstance(layer, (list, tuple)) else next(iter(outputs.values()))

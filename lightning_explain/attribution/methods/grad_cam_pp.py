@@ -10,6 +10,7 @@ from lightning_explain.attribution._layer_maps import TOKEN_DEFAULTS, check_toke
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 
 EPS = 1e-6
@@ -60,7 +61,9 @@ SPEC = register(
 )
 
 
-def grad_cam_pp(model: nn.Module, inputs: Tensor, target: TargetSpec = None, layer: LayerSpec = None) -> Tensor:
+def grad_cam_pp(
+    model: nn.Module, inputs: Tensor, target: TargetSpec = None, layer: LayerSpec = None, *, output: OutputSpec = None
+) -> Tensor:
     """Grad-CAM++ heatmap at a layer's output, upsampled to the input size, not normalised.
 
     After per-image min-max normalisation it agrees with pytorch-grad-cam's ``GradCAMPlusPlus``
@@ -75,10 +78,14 @@ def grad_cam_pp(model: nn.Module, inputs: Tensor, target: TargetSpec = None, lay
         target: ``None`` = the predicted class, an ``int``, or a LongTensor (N,).
         layer: a submodule, its dotted name, or ``None`` for the last spatial layer.
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W) on the inputs' device.
 
     Example:
         >>> heat = grad_cam_pp(model, images, layer="features")  # doctest: +SKIP
     """
-    return explain_one("grad_cam_pp", model, inputs, target, layer)
+    return explain_one("grad_cam_pp", model, inputs, target, layer, output=output)

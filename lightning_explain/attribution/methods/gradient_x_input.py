@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 
 
@@ -29,7 +30,14 @@ SPEC = register(
 )
 
 
-def gradient_x_input(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce: Reduce = "max_abs") -> Tensor:
+def gradient_x_input(
+    model: nn.Module,
+    inputs: Tensor,
+    target: TargetSpec = None,
+    reduce: Reduce = "max_abs",
+    *,
+    output: OutputSpec = None,
+) -> Tensor:
     """Gradient × input: ``x * dS/dx`` per input element, then reduced over channels like :func:`saliency`.
 
     Equal to Captum's ``InputXGradient(model).attribute(x, target=t)`` (``reduce=None``), and to
@@ -44,10 +52,14 @@ def gradient_x_input(model: nn.Module, inputs: Tensor, target: TargetSpec = None
         reduce: ``"max_abs"`` (default), ``"sum"`` (the signed total per pixel), ``"sum_abs"``, or ``None``
             for the per-channel attribution (N, C, H, W).
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W), or (N, C, H, W) with ``reduce=None``.
 
     Example:
         >>> maps = gradient_x_input(model, images, target=labels, reduce="sum")  # doctest: +SKIP
     """
-    return explain_one("gradient_x_input", model, inputs, target, options={"reduce": reduce})
+    return explain_one("gradient_x_input", model, inputs, target, options={"reduce": reduce}, output=output)

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 
 
@@ -28,7 +29,14 @@ SPEC = register(
 )
 
 
-def guided_backprop(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce: Reduce = "max_abs") -> Tensor:
+def guided_backprop(
+    model: nn.Module,
+    inputs: Tensor,
+    target: TargetSpec = None,
+    reduce: Reduce = "max_abs",
+    *,
+    output: OutputSpec = None,
+) -> Tensor:
     """Guided Backpropagation: the input gradient with negative gradients stopped at every ReLU.
 
     Equal to Captum's ``GuidedBackprop(model).attribute(x, target=t)`` on models whose ReLUs
@@ -45,10 +53,14 @@ def guided_backprop(model: nn.Module, inputs: Tensor, target: TargetSpec = None,
         reduce: ``"max_abs"`` (default, as :func:`saliency`), ``"sum"``, ``"sum_abs"``, or
             ``None`` for the per-channel attribution (N, C, H, W).
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W), or (N, C, H, W) with ``reduce=None``.
 
     Example:
         >>> maps = guided_backprop(model, images, target=labels)  # doctest: +SKIP
     """
-    return explain_one("guided_backprop", model, inputs, target, options={"reduce": reduce})
+    return explain_one("guided_backprop", model, inputs, target, options={"reduce": reduce}, output=output)

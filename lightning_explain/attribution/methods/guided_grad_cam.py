@@ -10,6 +10,7 @@ from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.methods.grad_cam import grad_cam_from_activation
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 
 
@@ -51,6 +52,8 @@ def guided_grad_cam(
     target: TargetSpec = None,
     layer: LayerSpec = None,
     reduce: Reduce = "max_abs",
+    *,
+    output: OutputSpec = None,
 ) -> Tensor:
     """Guided Grad-CAM: :func:`guided_backprop` times :func:`grad_cam`, per channel, then reduced.
 
@@ -66,10 +69,14 @@ def guided_grad_cam(
         layer: Grad-CAM's layer: a submodule, its dotted name, or ``None`` (automatic).
         reduce: ``"max_abs"`` (default), ``"sum"``, ``"sum_abs"``, or ``None`` for (N, C, H, W).
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W), or (N, C, H, W) with ``reduce=None``.
 
     Example:
         >>> maps = guided_grad_cam(model, images, layer="features")  # doctest: +SKIP
     """
-    return explain_one("guided_grad_cam", model, inputs, target, layer, options={"reduce": reduce})
+    return explain_one("guided_grad_cam", model, inputs, target, layer, options={"reduce": reduce}, output=output)

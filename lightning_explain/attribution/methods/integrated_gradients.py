@@ -17,6 +17,7 @@ from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_c
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.gradients import gradient_pass
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 from lightning_explain.core.validation import check_int
 
@@ -53,6 +54,7 @@ def integrated_gradients(
     method: str = "gausslegendre",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     reduce: Reduce = "max_abs",
+    output: OutputSpec = None,
 ) -> Tensor:
     """Integrated gradients: ``(x - b) * integral_0^1 dS/dx(b + a (x - b)) da``, per input element.
 
@@ -73,6 +75,10 @@ def integrated_gradients(
         reduce: ``"max_abs"`` (default, as :func:`saliency`), ``"sum"``, ``"sum_abs"``, or ``None``
             for the per-channel attribution (N, C, H, W).
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W), or (N, C, H, W) with ``reduce=None``.
 
@@ -80,7 +86,7 @@ def integrated_gradients(
         >>> maps = integrated_gradients(model, images, target=labels, steps=64)  # doctest: +SKIP
     """
     options = {"baseline": baseline, "steps": steps, "method": method, "chunk_size": chunk_size, "reduce": reduce}
-    return explain_one("integrated_gradients", model, inputs, target, options=options)
+    return explain_one("integrated_gradients", model, inputs, target, options=options, output=output)
 
 
 def integrated_gradients_from_targets(

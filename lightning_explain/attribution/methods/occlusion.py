@@ -19,7 +19,7 @@ from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_c
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.gradients import explanation_mode
-from lightning_explain.core.recording import check_logits
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 from lightning_explain.core.validation import is_int
 
@@ -66,6 +66,7 @@ def occlusion(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     reduce: Reduce = "max_abs",
+    output: OutputSpec = None,
 ) -> Tensor:
     """Occlusion: per pixel, the mean of ``S(x) - S(x with a window set to baseline)`` over the windows covering it.
 
@@ -85,6 +86,10 @@ def occlusion(
         reduce: ``"max_abs"`` (default), ``"sum"``, ``"sum_abs"``, or ``None`` for (N, C, H, W)
             (the same value in every channel: a window covers them all).
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W), or (N, C, H, W) with ``reduce=None``.
 
@@ -92,7 +97,7 @@ def occlusion(
         >>> maps = occlusion(model, images, window=4, stride=2)  # doctest: +SKIP
     """
     options = {"window": window, "stride": stride, "baseline": baseline, "chunk_size": chunk_size, "reduce": reduce}
-    return explain_one("occlusion", model, inputs, target, options=options)
+    return explain_one("occlusion", model, inputs, target, options=options, output=output)
 
 
 def occlusion_from_targets(
@@ -124,7 +129,7 @@ def occlusion_from_targets(
             for j, (row, col) in enumerate(chunk):
                 mask[j, ..., row : row + window[0], col : col + window[1]] = 1
             occluded = (x * (1 - mask) + base * mask).reshape(len(chunk) * n, *x.shape[1:])
-            scores = target_outputs(check_logits(model(occluded)), repeat_targets(target, len(chunk)))
+            scores = target_outputs(target.select(model(occluded)), repeat_targets(target, len(chunk)))
             drop = (clean.repeat(len(chunk)) - scores).view(len(chunk), n, 1, 1, 1)
             total += (drop * mask).sum(dim=0)
             count += mask.sum(dim=0)

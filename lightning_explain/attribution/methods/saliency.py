@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 
 
@@ -29,7 +30,14 @@ SPEC = register(
 )
 
 
-def saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce: Reduce = "max_abs") -> Tensor:
+def saliency(
+    model: nn.Module,
+    inputs: Tensor,
+    target: TargetSpec = None,
+    reduce: Reduce = "max_abs",
+    *,
+    output: OutputSpec = None,
+) -> Tensor:
     """Saliency map: the maximum over channels of ``|dS/dx|``, S the target's logit.
 
     Equal to Captum's ``Saliency(model).attribute(x, target=t, abs=True).amax(1)``.
@@ -42,6 +50,10 @@ def saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce
         reduce: the channel reduction, ``"max_abs"`` (the default, ``max_c |dS/dx|``), ``"sum"``,
             ``"sum_abs"``, or ``None`` for the signed per-channel gradient (N, C, H, W).
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W) on the inputs' device ((N, C, H, W) with ``reduce=None``).
 
@@ -50,4 +62,4 @@ def saliency(model: nn.Module, inputs: Tensor, target: TargetSpec = None, reduce
         >>> maps.shape
         torch.Size([8, 32, 32])
     """
-    return explain_one("saliency", model, inputs, target, options={"reduce": reduce})
+    return explain_one("saliency", model, inputs, target, options={"reduce": reduce}, output=output)

@@ -15,6 +15,7 @@ from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_c
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.gradients import gradient_pass
+from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import TargetSpec
 from lightning_explain.core.validation import check_int, check_number
 
@@ -43,6 +44,7 @@ def smoothgrad(
     seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     reduce: Reduce = "max_abs",
+    output: OutputSpec = None,
 ) -> Tensor:
     """SmoothGrad: the mean of ``dS/dx`` at ``samples`` noisy copies ``x + N(0, sigma^2)`` of each input.
 
@@ -66,6 +68,10 @@ def smoothgrad(
         chunk_size: inputs per forward pass: bounds memory.
         reduce: ``"max_abs"`` (default), ``"sum"``, ``"sum_abs"``, or ``None`` for (N, C, H, W).
 
+        output: which tensor of the model's output to explain: ``None`` = logits as returned, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, index or callable (see
+            :func:`~lightning_explain.attribution.explain`).
+
     Returns:
         A float32 tensor (N, H, W), or (N, C, H, W) with ``reduce=None``.
 
@@ -73,7 +79,7 @@ def smoothgrad(
         >>> maps = smoothgrad(model, images, samples=32, noise=0.1)  # doctest: +SKIP
     """
     options = {"samples": samples, "noise": noise, "seed": seed, "chunk_size": chunk_size, "reduce": reduce}
-    return explain_one("smoothgrad", model, inputs, target, options=options)
+    return explain_one("smoothgrad", model, inputs, target, options=options, output=output)
 
 
 def smoothgrad_from_targets(
