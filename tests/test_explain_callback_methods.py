@@ -181,7 +181,12 @@ def test_grad_cam_on_a_vision_transformers_token_layer(tmp_path):
     assert [e.step for e in events.Images("explain/grad_cam")] == [0, 4]
     assert [e.step for e in events.Images("explain/grad_cam_pp")] == [0, 4]
 
+    detected = ExplainCallback(layer="vit.block", methods=("grad_cam",))  # without the option: detected
+    fit(tmp_path, detected, model=LitViT(), max_epochs=1)
+    assert detected.layer_name == "vit.block" and detected.layer_layout.prefix_tokens == 1
+
     model = LitViT()
-    with pytest.raises(MisconfigurationException, match="returns tokens"):  # without the option: an error before step 0
-        fit(tmp_path, ExplainCallback(layer="vit.block", methods=("grad_cam",)), model=model)
+    wrong = {"grad_cam": {"drop_tokens": 2}}  # 7 patches cannot form a grid: an error before step 0
+    with pytest.raises(MisconfigurationException, match="cannot be decided"):
+        fit(tmp_path, ExplainCallback(layer="vit.block", methods=("grad_cam",), method_options=wrong), model=model)
     assert model.training_steps == 0

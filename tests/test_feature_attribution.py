@@ -151,7 +151,7 @@ def test_token_grad_cam_argument_errors(images):
 
 
 def test_the_grad_cam_methods_read_a_token_layer_through_the_token_options(images):
-    from lightning_explain.attribution import explain
+    from lightning_explain.attribution import compute_explanation, explain
 
     torch.manual_seed(0)
     model = TinyViT().eval()
@@ -166,7 +166,11 @@ def test_the_grad_cam_methods_read_a_token_layer_through_the_token_options(image
     )
     torch.testing.assert_close(maps["grad_cam"], token_grad_cam(model, images, "block", target=1))
     assert maps["grad_cam_pp"].shape == maps["guided_grad_cam"].shape == (4, 16, 16)
-    with pytest.raises(ValueError, match=r"returns tokens \(4, 17, 8\).*'drop_tokens': 1"):
-        explain(model, images, layer="block", methods=("grad_cam",))
+    # Left unset, the layout is detected: 17 tokens of a 16x16 input = 1 CLS token + a 4x4 patch grid.
+    detected = compute_explanation(model, images, target=1, layer="block", methods=("grad_cam",))
+    torch.testing.assert_close(detected.maps["grad_cam"], maps["grad_cam"])
+    assert (detected.layout.kind, detected.layout.prefix_tokens, detected.layout.grid) == ("tokens", 1, (4, 4))
+    with pytest.raises(ValueError, match=r"tokens \(4, 17, 8\).*cannot be decided.*'drop_tokens'"):
+        explain(model, images, layer="block", methods=("grad_cam",), options={"grad_cam": {"drop_tokens": 3}})
     with pytest.raises(ValueError, match="drop_tokens.*int >= 0"):
         explain(model, images, layer="block", methods=("grad_cam",), options={"grad_cam": {"drop_tokens": -1}})

@@ -7,13 +7,17 @@ import math
 from torch import Tensor
 
 from lightning_explain.attribution.registry import MethodContext
-from lightning_explain.core.validation import check_int, check_ints
+from lightning_explain.core.layout import check_layout_options, detect_layout
 
-TOKEN_DEFAULTS = {"drop_tokens": None, "grid": None}
-"""The options of the Grad-CAM methods for a transformer's token layer: its (N, T, D) output loses the first
-``drop_tokens`` tokens (1 = a CLS token; ``None`` = 0) and is reshaped to the patch grid ``grid=(h, w)``
-(square when ``None``), as :func:`lightning_explain.attribution.token_grad_cam` does. Left unset, a token
-layer is an error that says which option to set."""
+LAYOUT_DEFAULTS = {"layout": None, "drop_tokens": None, "grid": None}
+"""The layout options of the layer methods (Grad-CAM, Grad-CAM++, guided Grad-CAM). Left ``None``, the layer's
+layout is detected (:func:`~lightning_explain.core.layout.detect_layout`): a feature map (N, C, H, W), a
+channels-last one (N, H, W, C) (Swin), or a transformer's tokens (N, T, D) with the prefix tokens (CLS,
+distillation, registers) dropped and the patch grid restored. ``layout`` ("nchw", "nhwc", "tokens"),
+``drop_tokens`` (the leading non-patch tokens) and ``grid=(h, w)`` decide what detection cannot."""
+
+TOKEN_DEFAULTS = LAYOUT_DEFAULTS
+"""The earlier name of :data:`LAYOUT_DEFAULTS`."""
 
 
 def tokens_to_grid(tokens: Tensor, grid: tuple[int, int] | None, drop_tokens: int) -> Tensor:
@@ -43,29 +47,33 @@ def tokens_to_grid(tokens: Tensor, grid: tuple[int, int] | None, drop_tokens: in
     return tokens.reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
 
 
-def check_token_options(drop_tokens: object, grid: object) -> None:
-    """Raise ``ValueError`` unless ``drop_tokens`` is ``None`` or an int >= 0 and ``grid`` ``None`` or a pair."""
-    check_int("drop_tokens", drop_tokens, low=0, none_ok=True)
-    if grid is not None and len(check_ints("grid", grid, low=1, expected="a pair (h, w) of positive ints")) != 2:
-        raise ValueError(f"grid must be a pair (h, w) of positive ints or None, got {grid!r}.")
+def check_token_options(drop_tokens: object = None, grid: object = None, layout: object = None) -> None:
+    """Raise ``ValueError`` for a bad layout option (:func:`~lightning_explain.core.layout.check_layout_options`)."""
+    check_layout_options(layout, drop_tokens, grid)
 
 
 def layer_feature_maps(
-    context: MethodContext, method: str, drop_tokens: int | None, grid: tuple[int, int] | None
+    context: MethodContext,
+    method: str,
+    drop_tokens: int | None,
+    grid: tuple[int, int] | None,
+    layout: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The layer's activation and its gradient (from the plain pass) as feature maps (N, C, h, w).
 
-    A token layer (N, T, D) is read as a patch grid when ``drop_tokens`` or ``grid`` is set, else refused with a
-    message naming the options.
+    The layout is detected from the layer's output unless the options decide it; it is kept on
+    ``context.layout`` for the explanation. A layout that cannot be decided is an error naming the option.
     """
     activation, gradient = context.plain.activation, context.plain.activation_grad
-    if activation.ndim == 3 and (drop_tokens is not None or grid is not None):
-        drop = drop_tokens or 0
-        return tokens_to_grid(activation, grid, drop), tokens_to_grid(gradient, grid, drop)
-    if activation.ndim == 3:
-        raise ValueError(
-            f"{method}: the layer returns tokens {tuple(activation.shape)} (N, T, D), not feature maps. For a "
-            f"transformer layer pass options {{'{method}': {{'drop_tokens': 1}}}} (1 = a CLS token; add "
-            "'grid': (h, w) for a patch grid that is not square), or pick a convolutional layer."
-        )
-    return activation, gradient
+    found = detect_layout(
+        context.model,
+        activation.shape,
+        context.inputs.shape,
+        module=context.layer,
+        layout=layout,
+        drop_tokens=drop_tokens,
+        grid=grid,
+        name=f"{method}: layer {context.layer_name!r}",
+    )
+    context.layout = found
+    return found.feature_maps(activation), found.feature_maps(gradient)

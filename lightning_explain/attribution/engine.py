@@ -20,6 +20,7 @@ from lightning_explain.attribution.passes import guided_gradient_pass
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, get_spec, method_names
 from lightning_explain.core.gradients import check_inputs, gradient_pass
 from lightning_explain.core.layers import LayerSpec, resolve_layer
+from lightning_explain.core.layout import LayerLayout
 from lightning_explain.core.outputs import OutputSpec, check_output_spec
 from lightning_explain.core.recording import capture_layer_outputs, check_logits, record_outputs
 from lightning_explain.core.targets import Target, TargetSpec, resolve_target
@@ -79,6 +80,9 @@ class Explanation:
         layer_name: the layer's name, or ``None`` when no method needed a layer.
         activation: the layer's output (N, C, h, w) as float32 when ``feature_maps`` was requested.
         target: the resolved :class:`~lightning_explain.core.targets.Target` (for segmentation, its mask).
+        layout: how the layer methods read the layer's output
+            (:class:`~lightning_explain.core.layout.LayerLayout`: feature map, channels-last, or tokens with the
+            prefix tokens dropped and the patch grid), ``None`` when no layer method ran.
     """
 
     maps: dict[str, Tensor]
@@ -87,6 +91,7 @@ class Explanation:
     layer_name: str | None
     activation: Tensor | None = None
     target: Target | None = None
+    layout: LayerLayout | None = None
 
 
 def compute_explanation(
@@ -134,6 +139,7 @@ def compute_explanation(
         plain=plain,
         guided=guided,
         activation=activation,
+        layer=module,
     )
     maps: dict[str, Tensor] = {}
     features = None
@@ -144,7 +150,13 @@ def compute_explanation(
         else:
             maps[spec.name] = value
     return Explanation(
-        maps=maps, logits=logits, targets=resolved.index, layer_name=name, activation=features, target=resolved
+        maps=maps,
+        logits=logits,
+        targets=resolved.index,
+        layer_name=name,
+        activation=features,
+        target=resolved,
+        layout=context.layout,
     )
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from lightning_explain.core.gradients import GradientPass
+from lightning_explain.core.layout import LayerLayout
 from lightning_explain.core.targets import Target
 
 SHARED_PASSES = ("plain", "forward", "guided")
@@ -62,6 +63,9 @@ class MethodContext:
         plain: the plain shared pass, when one ran.
         guided: the guided shared pass, when one ran.
         activation: the layer's output when a layer was requested.
+        layer: the layer module itself, when a method needs a layer.
+        layout: the layer output's layout (:class:`~lightning_explain.core.layout.LayerLayout`), set by the layer
+            methods when they read it (``None`` before, or when no method needs a layer).
     """
 
     model: nn.Module
@@ -72,6 +76,8 @@ class MethodContext:
     plain: GradientPass | None = None
     guided: GradientPass | None = None
     activation: Tensor | None = None
+    layer: nn.Module | None = None
+    layout: LayerLayout | None = None
 
     @property
     def size(self) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ import weakref
 
 from torch import Tensor, nn
 
+from lightning_explain.core.layout import detect_layout, model_prefix_tokens, spatial_cells
 from lightning_explain.core.recording import record_outputs
 
 LayerSpec = nn.Module | str | None
@@ -54,11 +55,19 @@ def resolve_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> tuple[s
 
 
 def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
-    """Name of the last module whose output is spatial, ``(N, C, H, W)`` with ``H * W > 1``.
+    """Name of the layer a layer method explains by default, found from one forward pass.
 
-    That is the last feature map before global pooling or flattening: the layer Grad-CAM
-    explains by default. Found with one forward pass of a single sample in eval mode under
-    ``torch.no_grad()``, then cached per model and input shape.
+    - A transformer (a model with attention modules: a class named ``*Attention*`` or ``nn.MultiheadAttention``):
+      the token sequence the last attention block attends over, i.e. the last output completed before the last
+      attention module starts (pytorch-grad-cam's recipe: timm ``blocks[-1].norm1``, torchvision
+      ``encoder.layers[-1].ln_1``, Hugging Face ``layer[-1].layernorm_before``, Swin's last ``norm1``), when it is
+      tokens (N, T, D) or a channels-last map (N, H, W, C).
+    - Otherwise: the last output with spatial extent, (N, C, H, W) or (N, H, W, C) with ``H * W > 1``, or tokens
+      that form a patch grid of the input: the last feature map before global pooling or flattening.
+
+    Outputs inside an attention module are never chosen. One forward pass of a single sample in eval mode under
+    ``torch.no_grad()``, then cached per model and input shape; the layout is read when the method runs
+    (:func:`~lightning_explain.core.layout.detect_layout`).
 
     Example:
         >>> find_target_layer(model, images)  # doctest: +SKIP
@@ -68,18 +77,73 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
     cache = _FOUND_LAYERS.setdefault(model, {})
     if key in cache:
         return cache[key]
-    spatial: list[str] = []
+    modules = {name: module for name, module in model.named_modules() if name}
+    completed: list[tuple[str, tuple[int, ...]]] = []
 
     def note(name: str, output: object) -> None:
-        if isinstance(output, Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
-            spatial.append(name)
+        if isinstance(output, Tensor):
+            completed.append((name, tuple(output.shape)))
 
-    record_outputs(model, inputs[:1], {name: module for name, module in model.named_modules() if name}, recorder=note)
-    if not spatial:
-        raise ValueError(
-            f"Grad-CAM needs a layer with spatial output (N, C, H, W), and no module of "
-            f"{type(model).__name__} produces one for inputs of shape {tuple(inputs.shape)}. "
-            "Pass layer= explicitly, or drop 'grad_cam' from methods."
+    record_outputs(model, inputs[:1], modules, recorder=note)
+    attention = _outermost([name for name, module in modules.items() if _is_attention(module)])
+    prefix = model_prefix_tokens(model)
+
+    def inside_attention(name: str) -> bool:
+        return any(name == a or name.startswith(a + ".") for a in attention)
+
+    def candidate(name: str, shape: tuple[int, ...]) -> bool:
+        if inside_attention(name):
+            return False
+        if len(shape) == 4:
+            return spatial_cells(shape, inputs.shape, modules[name]) > 1
+        if len(shape) == 3 and inputs.ndim == 4 and shape[1] > 1:
+            try:
+                detect_layout(model, shape, inputs.shape, drop_tokens=prefix)
+            except ValueError:
+                return False
+            return True
+        return False
+
+    chosen = _before_last_attention(completed, attention, candidate, modules, inputs)
+    if chosen is None:
+        spatial = [name for name, shape in completed if candidate(name, shape)]
+        if not spatial:
+            raise ValueError(
+                f"Grad-CAM needs a layer with spatial output (N, C, H, W) or patch tokens (N, T, D), and no module "
+                f"of {type(model).__name__} produces one for inputs of shape {tuple(inputs.shape)}. Pass layer= "
+                "explicitly, or drop 'grad_cam' from methods."
+            )
+        chosen = spatial[-1]
+    cache[key] = chosen
+    return chosen
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or "attention" in type(module).__name__.lower()
+
+
+def _outermost(names: list[str]) -> list[str]:
+    return [n for n in names if not any(n.startswith(other + ".") for other in names if other != n)]
+
+
+def _before_last_attention(completed, attention, candidate, modules, inputs) -> str | None:
+    """The last candidate completed before the last attention module starts, if it is tokens or channels-last."""
+    if not attention:
+        return None
+    starts = []
+    for block in attention:
+        first = next(
+            (i for i, (name, _) in enumerate(completed) if name == block or name.startswith(block + ".")), None
         )
-    cache[key] = spatial[-1]
-    return spatial[-1]
+        if first is not None:
+            starts.append(first)
+    if not starts:
+        return None
+    before = [(name, shape) for name, shape in completed[: max(starts)] if candidate(name, shape)]
+    if not before:
+        return None
+    name, shape = before[-1]
+    if len(shape) == 3:
+        return name
+    layout = detect_layout(None, shape, inputs.shape, module=modules[name])
+    return name if layout.kind == "nhwc" else None

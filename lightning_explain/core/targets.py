@@ -35,7 +35,22 @@ ScoreFn = Callable[[Tensor], Tensor]
 
 TargetSpec = int | Tensor | ScoreFn | None
 """``None`` = the predicted class (the output itself for one score per sample); an ``int`` = that class for every
-sample; a ``LongTensor`` (N,); a callable ``(output) -> (N,) scores``; or an already resolved :class:`Target`."""
+sample; a ``LongTensor`` (N,); a callable ``(output) -> (N,) scores``; a :class:`ClassPicker`; or an already
+resolved :class:`Target`."""
+
+
+@dataclass(frozen=True)
+class ClassPicker:
+    """A target that picks each sample's class from the model's (detached) output when the batch is explained.
+
+    Example: a multi-label model's highest-scoring positive label,
+    ``ClassPicker(lambda logits: logits.masked_fill(labels == 0, float("-inf")).argmax(dim=1))``.
+
+    Attributes:
+        pick: ``(output) -> (N,)`` integer class indices.
+    """
+
+    pick: Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,9 @@ def resolve_target(logits: Tensor, target: TargetSpec | Target, output: OutputSp
     """
     if isinstance(target, Target):
         return target
+    if isinstance(target, ClassPicker):
+        with torch.inference_mode(False):
+            target = target.pick(logits.detach())
     if callable(target) and not isinstance(target, Tensor):
         return Target(score_fn=target, output=output)
     with torch.inference_mode(False):  # indices made under inference mode could not be saved for backward

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layer_maps import TOKEN_DEFAULTS, check_token_options, layer_feature_maps
+from lightning_explain.attribution._layer_maps import LAYOUT_DEFAULTS, check_token_options, layer_feature_maps
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.layers import LayerSpec
@@ -42,9 +42,11 @@ def grad_cam_pp_from_activation(activation: Tensor, activation_grad: Tensor, siz
     return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def grad_cam_pp_from_pass(context: MethodContext, drop_tokens: int | None, grid: tuple[int, int] | None) -> Tensor:
+def grad_cam_pp_from_pass(
+    context: MethodContext, layout: str | None, drop_tokens: int | None, grid: tuple[int, int] | None
+) -> Tensor:
     """Grad-CAM++ from the plain pass's layer activation and gradient."""
-    activation, gradient = layer_feature_maps(context, "grad_cam_pp", drop_tokens, grid)
+    activation, gradient = layer_feature_maps(context, "grad_cam_pp", drop_tokens, grid, layout)
     return grad_cam_pp_from_activation(activation, gradient, context.size)
 
 
@@ -55,7 +57,7 @@ SPEC = register(
         compute=grad_cam_pp_from_pass,
         passes=frozenset({"plain"}),
         needs_layer=True,
-        defaults=TOKEN_DEFAULTS,
+        defaults=LAYOUT_DEFAULTS,
         check=check_token_options,
     )
 )

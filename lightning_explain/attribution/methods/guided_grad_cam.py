@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_explain.attribution._layer_maps import TOKEN_DEFAULTS, check_token_options, layer_feature_maps
+from lightning_explain.attribution._layer_maps import LAYOUT_DEFAULTS, check_token_options, layer_feature_maps
 from lightning_explain.attribution._reduce import Reduce, check_reduce, reduce_channels
 from lightning_explain.attribution.engine import explain_one
 from lightning_explain.attribution.methods.grad_cam import grad_cam_from_activation
@@ -20,16 +20,21 @@ def guided_grad_cam_from(guided_grad: Tensor, cam: Tensor, reduce: Reduce) -> Te
 
 
 def guided_grad_cam_from_pass(
-    context: MethodContext, reduce: Reduce, drop_tokens: int | None, grid: tuple[int, int] | None
+    context: MethodContext,
+    reduce: Reduce,
+    layout: str | None,
+    drop_tokens: int | None,
+    grid: tuple[int, int] | None,
 ) -> Tensor:
     """The guided pass's input gradient times Grad-CAM from the plain pass."""
-    cam = grad_cam_from_activation(*layer_feature_maps(context, "guided_grad_cam", drop_tokens, grid), context.size)
+    feature_maps = layer_feature_maps(context, "guided_grad_cam", drop_tokens, grid, layout)
+    cam = grad_cam_from_activation(*feature_maps, context.size)
     return guided_grad_cam_from(context.guided.input_grad, cam, reduce)
 
 
-def _check_options(reduce: object, drop_tokens: object, grid: object) -> None:
+def _check_options(reduce: object, layout: object, drop_tokens: object, grid: object) -> None:
     check_reduce(reduce)
-    check_token_options(drop_tokens, grid)
+    check_token_options(drop_tokens, grid, layout)
 
 
 SPEC = register(
@@ -40,7 +45,7 @@ SPEC = register(
         passes=frozenset({"plain", "guided"}),
         needs_layer=True,
         needs_float=True,
-        defaults={"reduce": "max_abs", **TOKEN_DEFAULTS},
+        defaults={"reduce": "max_abs", **LAYOUT_DEFAULTS},
         check=_check_options,
     )
 )
