@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import MLFlowLogger as _MLFlowLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 
 # Both namespaces share lightning_utilities' rank-zero helpers (one ``rank_zero_only.rank``).
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 __all__ = [
     "CALLBACK_BASES",
@@ -29,6 +29,7 @@ __all__ = [
     "MisconfigurationException",
     "TENSORBOARD_LOGGER_TYPES",
     "WANDB_LOGGER_TYPES",
+    "rank_zero_info",
     "rank_zero_warn",
 ]
 

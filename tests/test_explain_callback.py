@@ -89,9 +89,9 @@ def spy_on_targets(monkeypatch):
     seen = []
     original = explain_module.compute_explanation
 
-    def spy(model, inputs, target, layer, methods):
+    def spy(model, inputs, target, layer, methods, **kwargs):
         seen.append(target)
-        return original(model, inputs, target, layer, methods)
+        return original(model, inputs, target, layer, methods, **kwargs)
 
     monkeypatch.setattr(explain_module, "compute_explanation", spy)
     return seen
@@ -306,8 +306,8 @@ def test_maps_logged_match_the_pure_function(tmp_path, monkeypatch):
     captured = {}
     original = explain_module.compute_explanation
 
-    def keep_last(model, inputs, target, layer, methods):
-        result = original(model, inputs, target, layer, methods)
+    def keep_last(model, inputs, target, layer, methods, **kwargs):
+        result = original(model, inputs, target, layer, methods, **kwargs)
         captured.update(model=model, inputs=inputs, target=target, maps=result.maps)
         return result
 

@@ -70,7 +70,7 @@ def test_method_options_reach_the_methods(tmp_path, monkeypatch):
     options = {"integrated_gradients": {"steps": 3, "baseline": 0.5}, "occlusion": {"window": 6, "stride": 3}}
     methods = ("integrated_gradients", "occlusion", "guided_grad_cam")
     fit(tmp_path, ExplainCallback(methods=methods, method_options=options, probe_size=4), max_epochs=1)
-    assert captured["kwargs"] == {"options": options}
+    assert captured["kwargs"] == {"options": options, "output": None}
     reference = explain(
         captured["model"], captured["inputs"], captured["target"], captured["layer"], methods, options=options
     )

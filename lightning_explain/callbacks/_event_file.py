@@ -125,6 +125,16 @@ class TensorBoardFile:
         bins = getattr(self.logger.experiment, "default_bins", "auto")  # add_histogram's "tensorflow" bins
         events.add_summary(histogram(tag, values, bins), step)
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Markdown ``text`` at ``step`` (TensorBoard's Text tab)."""
+        events = self._event_file()
+        if events is None:
+            self.logger.experiment.add_text(tag, text, global_step=step)
+            return
+        from torch.utils.tensorboard.summary import text as text_summary
+
+        events.add_summary(text_summary(tag, text), step)
+
     def close(self) -> None:
         """Stop using the event file; the last callback of the run to stop closes it."""
         if self._events is None:

@@ -104,8 +104,8 @@ class FitStartChecks:
             f"{owner} could not run the model on its probe at fit start: {type(error).__name__}: "
             f"{str(error).rstrip('.')}. It found {found or 'no probe yet'}, for a model with {dtype} parameters.{hint} "
             f"Pass {arguments} with inputs (and targets) the model takes, unpack_batch= that returns (inputs, targets) "
-            "from your batches, or wrap the model so that forward(inputs) alone returns a logits tensor (N, K) (for a "
-            "model that needs further arguments or returns a dict or tuple)."
+            "from your batches, output= to pick the logits out of a dict, tuple or ModelOutput the model returns, or "
+            "wrap the model so that forward(inputs) alone returns its output (for a model that needs further arguments)."
         )
 
 

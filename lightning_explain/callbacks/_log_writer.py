@@ -166,6 +166,11 @@ class LogWriter:
         for sink in self.sinks:
             self._isolated(sink, "a histogram", sink.histogram, tag, values, step)
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Log markdown ``text`` to the loggers that have a text panel (TensorBoard)."""
+        for sink in self.sinks:
+            self._isolated(sink, "text", sink.text, tag, text, step)
+
     def _isolated(self, sink: _Sink, what: str, write: Callable[..., None], *args: Any) -> None:
         try:
             write(*args)

@@ -46,6 +46,9 @@ class _Sink:
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         pass
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Log markdown ``text`` (loggers without a text panel drop it)."""
+
     def close(self) -> None:
         """Release what the sink holds open (its own files)."""
 
@@ -66,6 +69,9 @@ class _TensorBoardSink(_Sink):
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         self._file.histogram(tag, values, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self._file.text(tag, text, step)
 
     def close(self) -> None:
         self._file.close()

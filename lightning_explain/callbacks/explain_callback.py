@@ -8,14 +8,24 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from lightning_explain._compat import MisconfigurationException
+from lightning_explain._compat import MisconfigurationException, rank_zero_info
 from lightning_explain.analysis.map_statistics import ChangeSeries, map_ranks, top_mass
 from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.engine import check_methods, check_options
+from lightning_explain.callbacks._heads import (
+    detect_head,
+    head_target,
+    head_target_mode,
+    outcome_labels,
+    sample_outcomes,
+)
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
-from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
+from lightning_explain.callbacks._target_choice import check_target_choice
 from lightning_explain.callbacks.probe import Probe
-from lightning_explain.render._annotate import sample_labels
+from lightning_explain.core.layers import resolve_layer
+from lightning_explain.core.layout import LayerLayout
+from lightning_explain.core.outputs import OutputSpec, check_output_spec
+from lightning_explain.core.recording import check_logits, record_outputs
 from lightning_explain.render.grids import (
     COLOR_SCALES,
     COLORMAPS,
@@ -24,7 +34,7 @@ from lightning_explain.render.grids import (
     render_feature_maps,
 )
 
-TargetChoice = Literal["label", "predicted"] | int | None
+TargetChoice = Literal["label", "predicted"] | int | Callable[[Any, Any], Tensor] | None
 
 
 class ExplainCallback(ScheduledProbeCallback):
@@ -100,15 +110,17 @@ class ExplainCallback(ScheduledProbeCallback):
         colormap: str = "inferno",
         overlay_alpha: float = 0.8,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        output: OutputSpec = None,
         prefix: str = "explain",
     ) -> None:
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        self.output = check_output_spec(output)
         self.methods = check_methods(methods)
         self.method_options = check_options(method_options, self.methods)
         if any("reduce" in opts and opts["reduce"] is None for opts in self.method_options.values()):
             raise ValueError("method_options: reduce=None gives per-channel maps, which the callback cannot draw.")
         self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
-        self.target = check_target_choice(target)
+        self.target = check_target_choice(target, callable_ok=True)
         if color_scale not in COLOR_SCALES:
             raise ValueError(f"color_scale must be one of {list(COLOR_SCALES)}, got {color_scale!r}.")
         if colormap not in COLORMAPS:
@@ -127,6 +139,10 @@ class ExplainCallback(ScheduledProbeCallback):
     def _reset_series(self) -> None:
         super()._reset_series()
         self._layer_module: nn.Module | None = None
+        self._layer_name: str | None = None
+        self._layer_layout: LayerLayout | None = None
+        self._layer_logged = False
+        self._head = "classification"
         self._target_mode: str | int = "predicted"
         self._fixed_scales: dict[str, float] = {}
         self._change = ChangeSeries()  # per method
@@ -144,6 +160,24 @@ class ExplainCallback(ScheduledProbeCallback):
             prefix=self.prefix,
         )
 
+    _class_targets = False  # regression values and multi-label rows are kept for the head to read
+
+    @property
+    def layer_name(self) -> str | None:
+        """The layer the layer methods explain (as found automatically or given), once ``fit`` has started."""
+        return self._layer_name
+
+    @property
+    def layer_layout(self) -> LayerLayout | None:
+        """How that layer's output is read (feature map, channels-last, or tokens with prefix tokens and grid)."""
+        return self._layer_layout
+
+    @property
+    def head(self) -> str:
+        """The model head found at fit start: ``"classification"``, ``"multilabel"``, ``"regression"``,
+        ``"segmentation"`` or ``"custom"`` (a callable target)."""
+        return self._head
+
     # ----------------------------------------------------------------------------------- hooks
     def _check_probe(self, probe: Probe) -> None:
         if probe.inputs.ndim != 4:
@@ -152,10 +186,15 @@ class ExplainCallback(ScheduledProbeCallback):
                 f"{tuple(probe.inputs.shape)}. For tabular (N, F) or sequence (N, T[, D]) inputs use "
                 "FeatureExplainCallback; for custom batches, pass unpack_batch= or probe= with image inputs."
             )
-        self._target_mode = resolve_target_mode("ExplainCallback", self.target, probe.targets)
 
     def _dry_run(self, trainer: Any, pl_module: Any) -> Explanation:
-        """Explain the probe once with the configured layer: a bad layer or method stops ``fit`` here."""
+        """Find the head, then explain the probe once with the configured layer: a bad output, target, layer or
+        method stops ``fit`` here."""
+        probe = self._device_probe
+        raw, _ = record_outputs(pl_module, probe.inputs, {})
+        logits = check_logits(raw, self.output)
+        self._head = detect_head(logits, probe.targets, self.target, "ExplainCallback")
+        self._target_mode = head_target_mode("ExplainCallback", self._head, self.target, probe.targets)
         explanation = self._explain(pl_module, layer=self.layer)
         activation = explanation.activation
         if activation is not None and activation.ndim != 4:
@@ -165,8 +204,18 @@ class ExplainCallback(ScheduledProbeCallback):
                 "convolutional layer with layer=, or drop 'feature_maps' from methods."
             )
         if explanation.layer_name is not None:  # resolved once, reused at every event
-            self._layer_module = pl_module.get_submodule(explanation.layer_name)
+            self._layer_name, self._layer_module = resolve_layer(pl_module, explanation.layer_name, probe.inputs)
+            self._layer_layout = explanation.layout
+        rank_zero_info(self._describe_run())
         return explanation
+
+    def _describe_run(self) -> str:
+        text = f"ExplainCallback: {', '.join(self.methods)} for the {self._head} head"
+        if self._layer_name is not None:
+            text += f", layer {self._layer_name!r}"
+            if self._layer_layout is not None:
+                text += f" ({self._layer_layout.describe()})"
+        return text + "."
 
     def _compute(self, pl_module: Any) -> Explanation:
         return self._explain(pl_module)
@@ -176,9 +225,8 @@ class ExplainCallback(ScheduledProbeCallback):
         probe = self._device_probe
         layer = self._layer_module if layer is None else layer
         options = {"options": self.method_options} if self.method_options else {}
-        return compute_explanation(
-            pl_module, probe.inputs, probe_target(self._target_mode, probe), layer, self.methods, **options
-        )
+        target = head_target(self._target_mode, probe, self.target)
+        return compute_explanation(pl_module, probe.inputs, target, layer, self.methods, output=self.output, **options)
 
     def _log_event(self, pl_module: Any, explanation: Explanation, step: int) -> None:
         names: list[str] = []
@@ -186,11 +234,12 @@ class ExplainCallback(ScheduledProbeCallback):
         images: dict[str, Tensor] = {}
         cells: dict[str, list[list[int]]] = {}
         targets = self._device_probe.targets
-        correct = None
-        if targets is not None and explanation.logits.ndim == 2:
-            correct = explanation.logits.argmax(dim=1) == targets
-        samples = _sample_outcomes(explanation.logits, targets, correct) if self._writer.can_log_images else {}
-        labels = sample_labels(samples, len(self._device_probe.inputs)) if samples else None
+        samples, correct = sample_outcomes(self._head, explanation.logits, targets, explanation.targets)
+        labels = outcome_labels(self._head, samples, len(self._device_probe.inputs))
+        outlines = explanation.target.mask if self._head == "segmentation" and explanation.target else None
+        if not self._layer_logged and self._layer_name is not None:
+            self._writer.text(f"{self.prefix}/layer", self._layer_text(), step)
+            self._layer_logged = True
         for method, maps in explanation.maps.items():
             if not bool(torch.isfinite(maps).all()):
                 self._warn(f"nonfinite-{method}", f"{method} maps hold NaN or inf at step {step}; not logged.")
@@ -204,6 +253,7 @@ class ExplainCallback(ScheduledProbeCallback):
                     alpha=self.overlay_alpha,
                     correct=correct,
                     labels=labels,
+                    outlines=outlines,
                     title=f"{method}  step {step}",
                     return_cells=True,
                 )
@@ -218,7 +268,8 @@ class ExplainCallback(ScheduledProbeCallback):
             images["feature_maps"] = render_feature_maps(explanation.activation, colormap=self.colormap)
         if correct is not None:
             names.append(f"{self.prefix}/probe_accuracy")
-            values.append(correct[targets >= 0].float().mean())  # unlabelled (-100) samples left out
+            labelled = targets >= 0 if targets.ndim == 1 else torch.ones_like(correct)
+            values.append(correct[labelled.to(correct.device)].float().mean())  # unlabelled (-100) samples left out
         host_values = torch.stack(values).cpu().tolist() if values else []
         scalars = {n: v for n, v in zip(names, host_values, strict=True) if v == v}  # drop NaN (undefined) values
         for method, image in images.items():
@@ -227,6 +278,16 @@ class ExplainCallback(ScheduledProbeCallback):
                 metadata = grid_metadata(method, step, image.shape, cells[method], samples)
             self._writer.image(f"{self.prefix}/{method}", image.cpu().numpy(), step, metadata=metadata)
         self._writer.scalars(scalars, step)
+
+    def _layer_text(self) -> str:
+        """The explained layer, for TensorBoard's Text tab (markdown)."""
+        lines = [f"**Layer explained:** `{self._layer_name}`", f"**Head:** {self._head}"]
+        if self._layer_layout is not None:
+            layout = self._layer_layout
+            lines.append(f"**Layout:** {layout.describe()}")
+            if layout.kind == "tokens":
+                lines.append(f"**Prefix tokens dropped:** {layout.prefix_tokens}; **patch grid:** {layout.grid}")
+        return "  \n".join(lines)
 
     def _scale_for(self, method: str, maps: Tensor) -> str | float:
         if self.color_scale == "per_image":
@@ -248,17 +309,3 @@ class ExplainCallback(ScheduledProbeCallback):
         for method, maps in state.get("previous_maps", {}).items():  # checkpoints that kept whole maps, not ranks
             ranks.setdefault(method, map_ranks(maps))
         self._change.load_state_dict(ranks)
-
-
-def _sample_outcomes(logits: Tensor, targets: Tensor | None, correct: Tensor | None) -> dict[str, list | None]:
-    """Each probe sample's label, predicted class, its softmax probability and whether it is right (host lists)."""
-    outcomes: dict[str, list | None] = {"target": None, "predicted": None, "confidence": None, "correct": None}
-    if targets is not None and not targets.is_floating_point() and targets.ndim == 1:
-        outcomes["target"] = targets.cpu().tolist()
-    if logits.ndim == 2 and logits.shape[1] > 1:
-        confidence, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
-        outcomes["predicted"] = predicted.cpu().tolist()
-        outcomes["confidence"] = [round(value, 4) for value in confidence.cpu().tolist()]
-    if correct is not None:
-        outcomes["correct"] = correct.cpu().tolist()
-    return outcomes

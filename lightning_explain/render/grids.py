@@ -133,6 +133,17 @@ def heat_overlay(
     return (1 - weight) * (0.6 * images) + weight * colours
 
 
+OUTLINE_COLOUR = (0.0, 1.0, 1.0)
+"""The colour of mask outlines (cyan: apart from every colormap's hues and from the bars' green and red)."""
+
+
+def mask_outline(masks: Tensor) -> Tensor:
+    """The boundary pixels of bool masks (N, H, W): in the mask, with a 4- or 8-neighbour outside it."""
+    inside = masks.float()[:, None]
+    eroded = -F.max_pool2d(-inside, 3, stride=1, padding=1)
+    return (inside - eroded)[:, 0] > 0
+
+
 def render_explanation_grid(
     inputs: Tensor,
     maps: Tensor,
@@ -146,6 +157,7 @@ def render_explanation_grid(
     ncols: int | None = None,
     min_cell: int = 96,
     return_cells: bool = False,
+    outlines: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, list[list[int]]]:
     """One picture of a probe batch and its maps, readable at a glance.
 
@@ -172,6 +184,8 @@ def render_explanation_grid(
         ncols: cells per row.
         min_cell: the smallest panel side in pixels.
         return_cells: also return each sample's cell (bar and panels) as ``[x, y, width, height]``.
+        outlines: optional bool masks (N, H, W), e.g. a segmentation's predicted region: their boundary is drawn in
+            :data:`OUTLINE_COLOUR` over the input and the overlay panels.
 
     Returns:
         An ``uint8`` image (H', W', 3) on the maps' device; with ``return_cells``, the image and
@@ -182,6 +196,10 @@ def render_explanation_grid(
     heat = scale_maps(maps, scale)
     colours = apply_colormap(heat, colormap)
     overlaid = heat_overlay(images, heat, alpha=alpha, colours=colours)
+    if outlines is not None:
+        edge = mask_outline(outlines.to(maps.device))[:, None]
+        colour = torch.tensor(OUTLINE_COLOUR, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        images, overlaid = torch.where(edge, colour, images), torch.where(edge, colour, overlaid)
     # Quantise at the inputs' resolution, channels last; the picture is then one gather from these
     # pixels (see lightning_explain.render._layout): nearest-neighbour enlargement, tiling and padding in one pass.
     panels = _to_uint8(torch.stack([images, colours, overlaid]).permute(0, 1, 3, 4, 2))  # (3, N, h, w, 3)
