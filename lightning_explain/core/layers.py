@@ -8,6 +8,7 @@ import weakref
 from torch import Tensor, nn
 
 from lightning_explain.core.layout import detect_layout, model_prefix_tokens, spatial_cells
+from lightning_explain.core.outputs import select_output
 from lightning_explain.core.recording import record_outputs
 
 LayerSpec = nn.Module | str | None
@@ -84,7 +85,7 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
         if isinstance(output, Tensor):
             completed.append((name, tuple(output.shape)))
 
-    record_outputs(model, inputs[:1], modules, recorder=note)
+    output, _ = record_outputs(model, inputs[:1], modules, recorder=note)
     attention = _outermost([name for name, module in modules.items() if _is_attention(module)])
     prefix = model_prefix_tokens(model)
 
@@ -113,9 +114,25 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
                 f"of {type(model).__name__} produces one for inputs of shape {tuple(inputs.shape)}. Pass layer= "
                 "explicitly, or drop 'grad_cam' from methods."
             )
-        chosen = spatial[-1]
+        chosen = _before_segmentation_logits(spatial, dict(completed), output)
     cache[key] = chosen
     return chosen
+
+
+def _before_segmentation_logits(spatial: list[str], shapes: dict[str, tuple[int, ...]], output: object) -> str:
+    """The last spatial layer, passing over a segmentation model's class-logit layers at the end.
+
+    For a model whose output is a feature map of K class logits (N, K, H, W), Grad-CAM at the layer that makes
+    those logits only repeats them; the layer before, the last one with another channel count, is the features.
+    """
+    try:
+        logits = select_output(output)
+    except TypeError:
+        logits = next((v for v in output.values() if isinstance(v, Tensor)), None) if isinstance(output, dict) else None
+    if not isinstance(logits, Tensor) or logits.ndim != 4:
+        return spatial[-1]
+    features = [name for name in spatial if shapes[name][1] != logits.shape[1]]
+    return features[-1] if features else spatial[-1]
 
 
 def _is_attention(module: nn.Module) -> bool:
