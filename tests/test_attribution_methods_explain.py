@@ -160,7 +160,7 @@ def test_feature_maps_of_a_layer_called_twice_raise():
     ("options", "fragment"),
     [
         ({"integrated_gradients": {"samples": 3}}, "steps"),  # lists the options it does take
-        ({"grad_cam": {"reduce": "sum"}}, r"takes no option\(s\) \[.reduce.\]; its options: \[.drop_tokens., .grid.\]"),
+        ({"grad_cam": {"reduce": "sum"}}, r"takes no option\(s\) \[.reduce.\]; its options: \[.layout., .drop_tokens., .grid.\]"),
         ({"gradcam": {}}, "valid choices"),
         ({"occlusion": {"window": 4}}, "not in methods"),
         ({"guided_backprop": {"reduce": "mean"}}, "max_abs"),
@@ -179,8 +179,8 @@ def test_method_options_name_each_functions_keywords():
     assert METHOD_OPTIONS["smoothgrad"] == ("samples", "noise", "seed", "chunk_size", "reduce")
     assert METHOD_OPTIONS["occlusion"] == ("window", "stride", "baseline", "chunk_size", "reduce")
     assert METHOD_OPTIONS["saliency"] == ("reduce",)
-    assert METHOD_OPTIONS["guided_grad_cam"] == ("reduce", "drop_tokens", "grid")
-    assert METHOD_OPTIONS["grad_cam"] == METHOD_OPTIONS["grad_cam_pp"] == ("drop_tokens", "grid")
+    assert METHOD_OPTIONS["guided_grad_cam"] == ("reduce", "layout", "drop_tokens", "grid")
+    assert METHOD_OPTIONS["grad_cam"] == METHOD_OPTIONS["grad_cam_pp"] == ("layout", "drop_tokens", "grid")
 
 
 def test_layer_methods_on_non_image_inputs_name_themselves():
