@@ -52,10 +52,10 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {spec.name: tuple(spec.defaults) fo
 """The keyword options each method takes in ``options=`` (see the method's own function and
 :attr:`MethodSpec.defaults <lightning_explain.attribution.registry.MethodSpec>`).
 
-The Grad-CAM methods also take ``drop_tokens`` and ``grid`` for a transformer's token layer:
-its (N, T, D) output loses the first ``drop_tokens`` tokens (1 = a CLS token) and is reshaped
-to the patch grid ``grid=(h, w)`` (square when left out), as
-:func:`lightning_explain.attribution.token_grad_cam` does."""
+The layer methods (Grad-CAM, Grad-CAM++, guided Grad-CAM) also take ``layout``, ``drop_tokens`` and ``grid``:
+how the layer's output is read, detected when left ``None`` (a feature map, a channels-last map, or a
+transformer's tokens with the prefix tokens dropped and the patch grid restored; see
+:mod:`lightning_explain.core.layout`)."""
 
 __all__ = [
     "GRADIENT_METHODS",

@@ -7,10 +7,15 @@ the random streams):
 - :func:`explanation_mode`, the model guard: eval mode with gradients enabled, autocast off,
   hooks removed and modes and random streams restored on exit, also after an exception;
 - :func:`gradient_pass`: one forward and one backward pass to the input and/or a layer;
-- :func:`select_targets` / :func:`target_scores`: which output each sample is explained for;
+- :func:`select_output`: which tensor of the model's output is explained (``output=``: a dict's or
+  ``ModelOutput``'s ``logits``, a tuple's first element, a key, an index or a callable);
+- :func:`resolve_target` / :class:`Target` / :func:`select_targets` / :func:`target_scores`: what each sample is
+  explained for (a class, a regression output, a segment, a callable score), resolved once per call;
 - :func:`record_outputs` / :func:`forward_logits`: one forward pass that records chosen modules'
   outputs, or just the logits and targets;
 - :func:`resolve_layer` / :func:`find_target_layer`: the layer a layer method explains;
+- :func:`detect_layout` / :class:`LayerLayout`: how that layer's output is laid out (feature map,
+  channels-last, or tokens with prefix tokens and a patch grid);
 - :data:`LossFn` / :func:`per_sample_losses` / :func:`mean_loss`: the loss convention, per-sample losses (N,);
 - :func:`check_int` / :func:`check_number` / :func:`check_ints` / :func:`check_images`: the argument
   validators, one message style for every bad argument.
@@ -22,16 +27,30 @@ Example:
 
 from lightning_explain.core.gradients import GradientPass, check_inputs, explanation_mode, gradient_pass, restore_modes
 from lightning_explain.core.layers import LayerSpec, find_target_layer, resolve_layer
+from lightning_explain.core.layout import LAYOUTS, LayerLayout, detect_layout
 from lightning_explain.core.losses import LossFn, mean_loss, per_sample_cross_entropy, per_sample_losses
+from lightning_explain.core.outputs import OutputSpec, check_output_spec, select_output
 from lightning_explain.core.recording import call_order, check_logits, forward_logits, record_outputs
 from lightning_explain.core.rng import preserved_global_rng, preserved_torch_rng
-from lightning_explain.core.targets import TargetSpec, select_targets, target_scores
+from lightning_explain.core.targets import (
+    ClassPicker,
+    Target,
+    TargetSpec,
+    resolve_target,
+    select_targets,
+    target_scores,
+)
 from lightning_explain.core.validation import check_images, check_int, check_ints, check_number, is_int, is_number
 
 __all__ = [
+    "LAYOUTS",
+    "ClassPicker",
     "GradientPass",
+    "LayerLayout",
     "LayerSpec",
     "LossFn",
+    "OutputSpec",
+    "Target",
     "TargetSpec",
     "call_order",
     "check_images",
@@ -40,6 +59,8 @@ __all__ = [
     "check_ints",
     "check_logits",
     "check_number",
+    "check_output_spec",
+    "detect_layout",
     "explanation_mode",
     "find_target_layer",
     "forward_logits",
@@ -53,7 +74,9 @@ __all__ = [
     "preserved_torch_rng",
     "record_outputs",
     "resolve_layer",
+    "resolve_target",
     "restore_modes",
+    "select_output",
     "select_targets",
     "target_scores",
 ]
