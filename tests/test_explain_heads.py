@@ -205,3 +205,23 @@ def test_the_explained_layer_is_logged_as_text_and_in_the_info_line(tmp_path, ca
     assert len(texts) == 1  # logged once
     text = texts[0].tensor_proto.string_val[0].decode()
     assert "`features`" in text and "feature map" in text
+
+
+def test_feature_maps_of_a_token_layer_are_drawn_as_the_patch_grids_channels(tmp_path):
+    from toy_models import TinyViT
+
+    class LitViT(HeadModule):
+        def __init__(self):
+            super().__init__("classification")
+            self.vit = TinyViT(classes=3, image=12, patch=4)
+
+        def forward(self, x):
+            return self.vit(x.expand(-1, 3, -1, -1))
+
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    callback = ExplainCallback(layer="vit.block", methods=("feature_maps",))
+    seed_everything(0)
+    train = DataLoader(TensorDataset(*data("classification", 16, 1)), batch_size=8)
+    trainer(tmp_path, [callback], logger=logger, max_epochs=1).fit(LitViT(), train_dataloaders=train)
+    assert callback.layer_layout.kind == "tokens" and callback.layer_layout.grid == (3, 3)
+    assert len(read_tensorboard(logger.log_dir).Images("explain/feature_maps")) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallba
 from lightning_explain.callbacks._target_choice import check_target_choice
 from lightning_explain.callbacks.probe import Probe
 from lightning_explain.core.layers import resolve_layer
-from lightning_explain.core.layout import LayerLayout
+from lightning_explain.core.layout import LayerLayout, detect_layout
 from lightning_explain.core.outputs import OutputSpec, check_output_spec
 from lightning_explain.core.recording import check_logits, record_outputs
 from lightning_explain.render.grids import (
@@ -196,18 +197,30 @@ class ExplainCallback(ScheduledProbeCallback):
         self._head = detect_head(logits, probe.targets, self.target, "ExplainCallback")
         self._target_mode = head_target_mode("ExplainCallback", self._head, self.target, probe.targets)
         explanation = self._explain(pl_module, layer=self.layer)
-        activation = explanation.activation
+        if explanation.layer_name is not None:  # resolved once, reused at every event
+            self._layer_name, self._layer_module = resolve_layer(pl_module, explanation.layer_name, probe.inputs)
+            self._layer_layout = explanation.layout
+            if self._layer_layout is None and explanation.activation is not None:  # feature maps alone
+                with contextlib.suppress(ValueError):  # no spatial reading: refused below
+                    self._layer_layout = detect_layout(
+                        pl_module, explanation.activation.shape, probe.inputs.shape, module=self._layer_module
+                    )
+        activation = self._channels(explanation.activation)
         if activation is not None and activation.ndim != 4:
             raise MisconfigurationException(
                 f"ExplainCallback(methods=[..., 'feature_maps']) draws the channels of a spatial layer, output "
                 f"(N, C, h, w), but layer {explanation.layer_name!r} gives {tuple(activation.shape)}. Choose a "
                 "convolutional layer with layer=, or drop 'feature_maps' from methods."
             )
-        if explanation.layer_name is not None:  # resolved once, reused at every event
-            self._layer_name, self._layer_module = resolve_layer(pl_module, explanation.layer_name, probe.inputs)
-            self._layer_layout = explanation.layout
         rank_zero_info(self._describe_run())
         return explanation
+
+    def _channels(self, activation: Tensor | None) -> Tensor | None:
+        """The layer's output as channels (N, C, h, w), read in its layout (tokens and channels-last included)."""
+        layout = self._layer_layout
+        if activation is None or layout is None or activation.ndim != len(layout.shape):
+            return activation
+        return layout.feature_maps(activation)
 
     def _describe_run(self) -> str:
         text = f"ExplainCallback: {', '.join(self.methods)} for the {self._head} head"
@@ -265,7 +278,7 @@ class ExplainCallback(ScheduledProbeCallback):
                 names.append(f"{key}/change")
                 values.append(change)
         if explanation.activation is not None and self._writer.can_log_images:
-            images["feature_maps"] = render_feature_maps(explanation.activation, colormap=self.colormap)
+            images["feature_maps"] = render_feature_maps(self._channels(explanation.activation), colormap=self.colormap)
         if correct is not None:
             names.append(f"{self.prefix}/probe_accuracy")
             labelled = targets >= 0 if targets.ndim == 1 else torch.ones_like(correct)
