@@ -160,7 +160,10 @@ def test_feature_maps_of_a_layer_called_twice_raise():
     ("options", "fragment"),
     [
         ({"integrated_gradients": {"samples": 3}}, "steps"),  # lists the options it does take
-        ({"grad_cam": {"reduce": "sum"}}, r"takes no option\(s\) \[.reduce.\]; its options: \[.layout., .drop_tokens., .grid.\]"),
+        (
+            {"grad_cam": {"reduce": "sum"}},
+            r"takes no option\(s\) \[.reduce.\]; its options: \[.layout., .drop_tokens., .grid.\]",
+        ),
         ({"gradcam": {}}, "valid choices"),
         ({"occlusion": {"window": 4}}, "not in methods"),
         ({"guided_backprop": {"reduce": "mean"}}, "max_abs"),
