@@ -12,6 +12,7 @@ documentation gives for that family), the layout that layer's output is read in,
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,12 +26,10 @@ SEED = 0
 
 
 def need(module: str):
-    """Import ``module`` or skip the calling test (``pytest.importorskip``), and raise ImportError outside pytest."""
-    try:
-        import pytest
-    except ImportError:  # pragma: no cover - the script runs without pytest too
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
+    """Import ``module``; under pytest a missing one skips the calling test (``pytest.importorskip``)."""
+    if "pytest" in sys.modules:
+        return sys.modules["pytest"].importorskip(module)
+    return importlib.import_module(module)
 
 
 # --------------------------------------------------------------------------------------------- the builders
