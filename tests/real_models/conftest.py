@@ -11,7 +11,11 @@ import torch
 
 def pytest_collection_modifyitems(config, items):
     """A test in this folder without the marker would escape ``-m real_models``: refuse it."""
-    unmarked = [i.nodeid for i in items if "real_models" in i.nodeid and i.get_closest_marker("real_models") is None]
+    unmarked = [
+        i.nodeid
+        for i in items
+        if i.nodeid.startswith("tests/real_models/") and i.get_closest_marker("real_models") is None
+    ]
     if unmarked:
         raise pytest.UsageError(f"tests/real_models tests must be marked real_models: {unmarked}")
 
