@@ -79,11 +79,10 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
     if key in cache:
         return cache[key]
     modules = {name: module for name, module in model.named_modules() if name}
-    completed: list[tuple[str, tuple[int, ...]]] = []
+    completed: list[tuple[str, tuple[int, ...]]] = []  # every call, in completion order; () for non-tensors
 
     def note(name: str, output: object) -> None:
-        if isinstance(output, Tensor):
-            completed.append((name, tuple(output.shape)))
+        completed.append((name, tuple(output.shape) if isinstance(output, Tensor) else ()))
 
     output, _ = record_outputs(model, inputs[:1], modules, recorder=note)
     attention = _outermost([name for name, module in modules.items() if _is_attention(module)])
@@ -114,7 +113,7 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
                 f"of {type(model).__name__} produces one for inputs of shape {tuple(inputs.shape)}. Pass layer= "
                 "explicitly, or drop 'grad_cam' from methods."
             )
-        chosen = _before_segmentation_logits(spatial, dict(completed), output)
+        chosen = _before_segmentation_logits(spatial, dict(c for c in completed if c[1]), output)
     cache[key] = chosen
     return chosen
 
