@@ -20,6 +20,7 @@ DOCS = ROOT / "docs"
 ORDER = (
     "callbacks",
     "methods",
+    "models",
     "overfitting",
     "dashboard",
     "cli",
