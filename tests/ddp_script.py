@@ -1,6 +1,7 @@
 """Run by ``test_distributed.py`` in a subprocess: a 2-process CPU DDP fit with every callback.
 
-Usage: ``python tests/ddp_script.py OUT_DIR [--no-callbacks | --stop-on-alert]``. With
+Usage: ``python tests/ddp_script.py OUT_DIR [--no-callbacks | --stop-on-alert] [--hf-vit]``
+(``--hf-vit``: a transformers ViT returning a ``ModelOutput``, with ExplainCallback only). With
 ``--stop-on-alert`` the only callback is an ``OverfitMonitor`` forced to alert at step 1 with
 ``stop_on_alert=True``: both ranks must stop there together. Lightning's DDP launcher starts
 rank 1 by running this script again. Each rank writes ``OUT_DIR/rank_<r>.json`` with what it
@@ -19,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lit_helpers import LitCNN, loaders  # noqa: E402
+from lit_helpers import HFViT, LitCNN, loaders  # noqa: E402
 
 from lightning_explain import ExplainCallback, GradientNormMonitor, OverfitMonitor  # noqa: E402
 from lightning_explain.callbacks import _log_writer  # noqa: E402
@@ -56,8 +57,11 @@ def main() -> None:
             GradientNormMonitor(source="probe", every_n_steps=1, log_histogram=True),
             GradientNormMonitor(every_n_steps=1),
         ]
-    train_loader, val_loader = loaders()
     model = LitCNN()
+    if "--hf-vit" in sys.argv:  # a transformers ViT returning a ModelOutput: a token layer, the logits picked
+        model = HFViT()
+        callbacks = [ExplainCallback(every_n_steps=1)] if with_callbacks else []
+    train_loader, val_loader = loaders()
     trainer = Trainer(
         accelerator="cpu",
         devices=2,

@@ -76,6 +76,39 @@ class MonteCarloTable(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+class HFViT(LightningModule):
+    """transformers' ViTForImageClassification from a small config: forward returns its ModelOutput."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import transformers
+
+        config = transformers.ViTConfig(
+            image_size=12,
+            patch_size=4,
+            num_channels=1,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=3,
+        )
+        self.vit = transformers.ViTForImageClassification(config)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.vit(pixel_values=x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self(x).logits, y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+
 def loaders(n_train: int = 32, n_val: int = 16, batch_size: int = 8, shuffle: bool = True):
     """Training and validation DataLoaders of :func:`make_images` data."""
     train = TensorDataset(*make_images(n_train, seed=1))

@@ -62,3 +62,15 @@ def test_stop_on_alert_stops_every_rank_at_the_same_step(tmp_path):
     ranks = run_ddp(tmp_path / "stop", "--stop-on-alert")
     assert ranks[0]["steps"] == ranks[1]["steps"] == 1  # the alert at step 1; 10 epochs were allowed
     assert ranks[0]["weights"] == ranks[1]["weights"]
+
+
+def test_a_transformer_returning_a_model_output_under_ddp(tmp_path):
+    """A Hugging Face ViT (ModelOutput, a token layer): rank zero writes, training unchanged, ranks in sync."""
+    pytest.importorskip("transformers")
+    explained = run_ddp(tmp_path / "with", "--hf-vit")
+    plain = run_ddp(tmp_path / "without", "--hf-vit", "--no-callbacks")
+    assert explained[1]["calls"] == {"scalars": 0, "image": 0, "histogram": 0}
+    assert explained[0]["calls"]["image"] > 0
+    assert explained[0]["weights"] == explained[1]["weights"] == plain[0]["weights"]
+    events = read_tensorboard(tmp_path / "with" / "logs")
+    assert [e.step for e in events.Images("explain/grad_cam")] == list(range(explained[0]["steps"] + 1))

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Callback, LightningModule, seed_everything
-from lit_helpers import make_images, trainer
+from lightning.pytorch import Callback, seed_everything
+from lit_helpers import HFViT, make_images, trainer
 from test_explain_heads import HeadModule, data
 from torch.utils.data import DataLoader, TensorDataset
 from toy_models import assert_no_hooks
@@ -22,38 +22,7 @@ from toy_models import assert_no_hooks
 from lightning_explain import ExplainCallback
 from lightning_explain._compat import MisconfigurationException
 
-transformers = pytest.importorskip("transformers")
-
-
-class HFViT(LightningModule):
-    """transformers' ViTForImageClassification from a small config: forward returns its ModelOutput."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        config = transformers.ViTConfig(
-            image_size=12,
-            patch_size=4,
-            num_channels=1,
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=32,
-            num_labels=3,
-        )
-        self.vit = transformers.ViTForImageClassification(config)
-
-    def forward(self, x: torch.Tensor) -> Any:
-        return self.vit(pixel_values=x)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        return F.cross_entropy(self(x).logits, y)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        pass
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+pytest.importorskip("transformers")
 
 
 class DictCNN(HeadModule):
