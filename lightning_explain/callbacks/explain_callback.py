@@ -15,6 +15,7 @@ from lightning_explain.attribution.engine import check_methods, check_options
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
 from lightning_explain.callbacks.probe import Probe
+from lightning_explain.core.compiled import get_layer
 from lightning_explain.render._annotate import sample_labels
 from lightning_explain.render.grids import (
     COLOR_SCALES,
@@ -165,7 +166,7 @@ class ExplainCallback(ScheduledProbeCallback):
                 "convolutional layer with layer=, or drop 'feature_maps' from methods."
             )
         if explanation.layer_name is not None:  # resolved once, reused at every event
-            self._layer_module = pl_module.get_submodule(explanation.layer_name)
+            self._layer_module = get_layer(pl_module, explanation.layer_name)
         return explanation
 
     def _compute(self, pl_module: Any) -> Explanation:
