@@ -7,6 +7,7 @@ compiler is needed.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -47,10 +48,16 @@ class CountingBackend:
 
 @pytest.fixture(autouse=True)
 def fresh_compiler():
-    """Each test compiles from scratch: no cached code of an earlier test, no recompile limit reached."""
+    """Each test compiles from scratch: no cached code of an earlier test, no recompile limit reached.
+
+    Afterwards the compiler's leftovers (fake tensors of its traces, freed only by a second collection) are
+    collected, so that later tests counting live tensors (test_leaks) do not see them go.
+    """
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+    gc.collect()
+    gc.collect()
 
 
 class Net(nn.Sequential):
