@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lightning_explain.core.compiled import named_eager_modules
 from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.losses import LossFn, mean_loss
 
@@ -21,11 +22,12 @@ def parameter_owners(model: nn.Module) -> tuple[list[str], dict[nn.Parameter, in
     """The layers that own parameters, and a map from each parameter to its layer's index.
 
     The root module's own parameters belong to a layer named ``"root"``; a parameter shared
-    by several modules belongs to the first of them in ``model.named_modules()`` order.
+    by several modules belongs to the first of them in ``model.named_modules()`` order. Names are plain,
+    without the ``_orig_mod`` segments of compiled modules.
     """
     names: list[str] = []
     owner: dict[nn.Parameter, int] = {}
-    for name, module in model.named_modules():
+    for name, module in named_eager_modules(model):
         own = [p for p in module.parameters(recurse=False) if p not in owner]
         if own:
             for parameter in own:

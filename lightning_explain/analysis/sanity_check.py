@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from lightning_explain.analysis.map_statistics import spearman
 from lightning_explain.attribution.engine import check_methods, compute_explanation
+from lightning_explain.core.compiled import get_layer, named_eager_modules, plain_layer_name
 from lightning_explain.core.gradients import check_inputs, explanation_mode
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.recording import call_order
@@ -90,7 +91,7 @@ def randomisable_layers(model: nn.Module, inputs: Tensor) -> list[str]:
     forward pass does not call are left out. ``""`` stands for the root module when it owns
     parameters itself.
     """
-    owners = {n: m for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))}
+    owners = {n: m for n, m in named_eager_modules(model) if any(True for _ in m.parameters(recurse=False))}
     return call_order(model, inputs[:1], owners)
 
 
@@ -178,7 +179,7 @@ def sanity_check(
     with torch.inference_mode(False):  # the copy's parameters must be ordinary tensors, even from a validation step
         copy_model = copy.deepcopy(model)
         for name in cascade:
-            randomise_layer(copy_model.get_submodule(name), generator)
+            randomise_layer(get_layer(copy_model, name), generator)
             randomised, _ = _maps(copy_model, inputs, targets, named, functions, layer_name)
             for method, maps in trained.items():
                 rho = spearman(maps.abs(), randomised[method].abs()).nanmean()
@@ -240,11 +241,11 @@ def _cascade(model: nn.Module, inputs: Tensor, layers: Sequence[str] | None) -> 
                 f"{type(model).__name__} has no parameters that its forward pass uses: nothing to randomise."
             )
         return order
-    modules = dict(model.named_modules())
-    unknown = [n for n in layers if n not in modules]
+    modules = dict(named_eager_modules(model))
+    unknown = [n for n in layers if plain_layer_name(n) not in modules]
     if unknown or isinstance(layers, str) or not layers:
         raise ValueError(f"layers must be a non-empty list of names from model.named_modules(); unknown: {unknown}.")
-    return list(layers)
+    return [plain_layer_name(n) for n in layers]
 
 
 def _maps(

@@ -13,6 +13,7 @@ from lightning_explain._compat import MisconfigurationException
 from lightning_explain.analysis.gradient_norms import grouped_norms, parameter_owners, probe_loss_gradients
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks.probe import Probe
+from lightning_explain.core.compiled import named_eager_modules
 from lightning_explain.core.losses import LossFn
 from lightning_explain.core.validation import is_number
 
@@ -116,7 +117,7 @@ class GradientNormMonitor(ScheduledProbeCallback):
 
     def _setup_run(self, trainer: Any, pl_module: Any) -> None:
         self._layer_names, self._owner = parameter_owners(pl_module)
-        modules = dict(pl_module.named_modules())
+        modules = dict(named_eager_modules(pl_module))
         self._layer_tags = [f"{name}-{type(modules.get(name, pl_module)).__name__}" for name in self._layer_names]
         self._note_few_events(trainer)
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks.probe import preserved_global_rng
+from lightning_explain.core.compiled import named_eager_modules
 from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.recording import record_outputs
 
@@ -25,7 +26,7 @@ def leaf_activations(model: nn.Module, inputs: Tensor) -> dict[str, Tensor]:
     its hooks are removed. Outputs that are not tensors are skipped; a module called several
     times keeps its first output.
     """
-    leaves = {name: module for name, module in model.named_modules() if name and next(module.children(), None) is None}
+    leaves = {n: m for n, m in named_eager_modules(model) if n and next(m.children(), None) is None}  # plain names
     _, recorded = record_outputs(model, inputs, leaves)
     return {name: outputs[0] for name, outputs in recorded.items() if outputs}
 

@@ -19,6 +19,7 @@ from lightning_explain.attribution.engine import check_methods, compute_explanat
 from lightning_explain.callbacks._base import ProbeEventCallback
 from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
 from lightning_explain.callbacks.probe import Probe
+from lightning_explain.core.compiled import named_eager_modules, plain_layer_name
 from lightning_explain.core.validation import check_int, check_number
 
 WHEN = ("fit_start", "fit_end")
@@ -135,7 +136,7 @@ class SanityCheckCallback(ProbeEventCallback):
             explanation = compute_explanation(pl_module, self._device_probe.inputs, self._targets(), self.layer, names)
             self._layer_name = explanation.layer_name  # resolved once, then used by name
         if self.layers is not None:
-            missing = [n for n in self.layers if n not in dict(pl_module.named_modules())]
+            missing = [n for n in self.layers if plain_layer_name(n) not in dict(named_eager_modules(pl_module))]
             if missing:
                 raise MisconfigurationException(f"layers {missing} are not modules of {type(pl_module).__name__}.")
 

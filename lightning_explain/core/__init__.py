@@ -16,6 +16,8 @@ the random streams):
 - :func:`resolve_layer` / :func:`find_target_layer`: the layer a layer method explains;
 - :func:`detect_layout` / :class:`LayerLayout`: how that layer's output is laid out (feature map,
   channels-last, or tokens with prefix tokens and a patch grid);
+- :func:`eager_view` / :func:`uncompiled` / :func:`get_layer` / :func:`plain_layer_name`: models compiled with
+  ``torch.compile`` explained through their eager module, layer names with or without ``_orig_mod``;
 - :data:`LossFn` / :func:`per_sample_losses` / :func:`mean_loss`: the loss convention, per-sample losses (N,);
 - :func:`check_int` / :func:`check_number` / :func:`check_ints` / :func:`check_images`: the argument
   validators, one message style for every bad argument.
@@ -25,6 +27,7 @@ Example:
     >>> result = gradient_pass(model, images, target=None, input_grad=True)  # doctest: +SKIP
 """
 
+from lightning_explain.core.compiled import eager_view, get_layer, is_compiled, plain_layer_name, uncompiled
 from lightning_explain.core.gradients import GradientPass, check_inputs, explanation_mode, gradient_pass, restore_modes
 from lightning_explain.core.layers import LayerSpec, find_target_layer, resolve_layer
 from lightning_explain.core.layout import LAYOUTS, LayerLayout, detect_layout
@@ -61,15 +64,19 @@ __all__ = [
     "check_number",
     "check_output_spec",
     "detect_layout",
+    "eager_view",
     "explanation_mode",
     "find_target_layer",
     "forward_logits",
+    "get_layer",
     "gradient_pass",
+    "is_compiled",
     "is_int",
     "is_number",
     "mean_loss",
     "per_sample_cross_entropy",
     "per_sample_losses",
+    "plain_layer_name",
     "preserved_global_rng",
     "preserved_torch_rng",
     "record_outputs",
@@ -79,4 +86,5 @@ __all__ = [
     "select_output",
     "select_targets",
     "target_scores",
+    "uncompiled",
 ]

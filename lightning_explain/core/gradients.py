@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightning_explain.core.compiled import eager_view, uncompiled
 from lightning_explain.core.outputs import OutputSpec, select_output
 from lightning_explain.core.rng import preserved_torch_rng
 from lightning_explain.core.targets import Target, TargetSpec, resolve_target
@@ -29,7 +30,9 @@ def explanation_mode(model: nn.Module, device: torch.device) -> Iterator[list]:
     that maps are computed in the model's own precision, not a mixed one. torch's random streams
     are restored on exit (:func:`~lightning_explain.core.rng.preserved_torch_rng`), so a model that
     draws random numbers in eval mode leaves training's streams where they were (the callbacks
-    also restore NumPy's and Python's around each event).
+    also restore NumPy's and Python's around each event). Compiled models and submodules run eagerly
+    for the duration (:func:`~lightning_explain.core.compiled.eager_view`), so hooks fire and gradients
+    flow; the compiled training graph is not recompiled.
 
     Modes are switched through the model's own ``eval()`` and restored through its own
     ``train(mode)``, so overrides with side effects (EMA weights swapped in by ``eval()`` and
@@ -40,7 +43,7 @@ def explanation_mode(model: nn.Module, device: torch.device) -> Iterator[list]:
     handles: list = []
     switched = any(flag for _, flag in training_flags)  # a model already in eval mode needs no switch
     try:
-        with preserved_torch_rng():
+        with preserved_torch_rng(), eager_view(model):
             if switched:
                 model.eval()
             with torch.inference_mode(False), torch.enable_grad(), _autocast_disabled(device):
@@ -147,7 +150,7 @@ def gradient_pass(
             handles.append(layer.register_forward_hook(_capture_output(captured, keep_upstream=input_grad)))
         if isinstance(target, Target):
             output = target.output
-        logits = select_output(model(x), output)
+        logits = select_output(uncompiled(model)(x), output)
         if layer is not None:
             _check_captured(captured, layer_name)
         resolved = resolve_target(logits, target, output)

@@ -7,6 +7,7 @@ import weakref
 
 from torch import Tensor, nn
 
+from lightning_explain.core.compiled import get_layer, named_eager_modules, plain_layer_name, uncompiled
 from lightning_explain.core.layout import detect_layout, model_prefix_tokens, spatial_cells
 from lightning_explain.core.outputs import select_output
 from lightning_explain.core.recording import record_outputs
@@ -23,8 +24,13 @@ def resolve_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> tuple[s
     Args:
         model: the model being explained.
         layer: a submodule, a dotted name from ``model.named_modules()``, or ``None`` to
-            pick the layer automatically with :func:`find_target_layer`.
+            pick the layer automatically with :func:`find_target_layer`. Names inside a compiled
+            module may be written with or without ``_orig_mod``; a compiled module stands for its
+            uncompiled module (:mod:`~lightning_explain.core.compiled`).
         inputs: a batch shaped like the ones to explain (used only when ``layer`` is None).
+
+    Returns:
+        the plain name (without ``_orig_mod`` segments) and the eager module.
 
     Raises:
         ValueError: a name that does not exist (with close matches), or a module that is
@@ -32,10 +38,10 @@ def resolve_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> tuple[s
     """
     if layer is None:
         name = find_target_layer(model, inputs)
-        return name, model.get_submodule(name)
+        return name, get_layer(model, name)
     if isinstance(layer, str):
-        modules = dict(model.named_modules())
-        if layer not in modules:
+        modules = dict(named_eager_modules(model))
+        if plain_layer_name(layer) not in modules:
             names = [n for n in modules if n]
             close = difflib.get_close_matches(layer, names, n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -43,10 +49,12 @@ def resolve_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> tuple[s
                 f"layer={layer!r} is not a module of {type(model).__name__}.{hint} "
                 f"Valid names come from model.named_modules(), e.g. {names[-3:]}."
             )
-        return layer, modules[layer]
+        name = plain_layer_name(layer)
+        return name, modules[name]
     if isinstance(layer, nn.Module):
-        for name, module in model.named_modules():
-            if module is layer:
+        eager = uncompiled(layer)
+        for name, module in named_eager_modules(model):
+            if module is eager:
                 return name, module
         raise ValueError(
             f"The layer {type(layer).__name__} passed as layer= is not a submodule of "
@@ -78,7 +86,7 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
     cache = _FOUND_LAYERS.setdefault(model, {})
     if key in cache:
         return cache[key]
-    modules = {name: module for name, module in model.named_modules() if name}
+    modules = {name: module for name, module in named_eager_modules(model) if name}  # plain names, eager modules
     completed: list[tuple[str, tuple[int, ...]]] = []  # every call, in completion order; () for non-tensors
 
     def note(name: str, output: object) -> None:

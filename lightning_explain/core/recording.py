@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from lightning_explain.core.compiled import uncompiled
 from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.outputs import OutputSpec, select_output
 from lightning_explain.core.targets import TargetSpec, select_targets
@@ -71,7 +72,7 @@ def record_outputs(
         for name, module in modules.items():
             hook = hook_for(name)
             handles.append(module.register_forward_pre_hook(hook) if before else module.register_forward_hook(hook))
-        output = model(inputs.detach().clone())
+        output = uncompiled(model)(inputs.detach().clone())
     return output, recorded
 
 
