@@ -1,5 +1,5 @@
 """The guarantees, for each kind of model this package learnt to explain: a Hugging Face ViT returning a
-ModelOutput, a CNN returning a dict, regression, multi-label and segmentation heads.
+ModelOutput (also compiled), a CNN returning a dict, regression, multi-label and segmentation heads.
 
 For each: training is bit-identical with and without ExplainCallback; a fault inside an event is a warning and
 training goes on; no hook or gradient is left behind; a bad configuration stops fit before the first step.
@@ -38,8 +38,15 @@ class DictCNN(HeadModule):
         return F.cross_entropy(self(x)["logits"], y)
 
 
+def compiled_vit() -> HFViT:
+    model = HFViT()
+    model.vit = torch.compile(model.vit, backend="eager")  # explained through the eager module
+    return model
+
+
 CASES = {
     "hf_vit": (HFViT, "classification"),
+    "compiled_hf_vit": (compiled_vit, "classification"),
     "dict_cnn": (DictCNN, "classification"),
     "regression": (lambda: HeadModule("regression", 1), "regression"),
     "multilabel": (lambda: HeadModule("multilabel"), "multilabel"),
@@ -51,7 +58,7 @@ def fit_case(tmp_path, case: str, callbacks: list, **kwargs):
     build, kind = CASES[case]
     seed_everything(0)
     model = build()
-    if case in ("hf_vit", "dict_cnn"):
+    if case in ("hf_vit", "compiled_hf_vit", "dict_cnn"):
         train = DataLoader(TensorDataset(*make_images(16, seed=1)), batch_size=8)
         val = DataLoader(TensorDataset(*make_images(8, seed=2)), batch_size=8)
     else:
@@ -72,7 +79,7 @@ def test_training_is_bit_identical_and_nothing_is_left_behind(tmp_path, case):
         assert torch.equal(a, b), name
     assert_no_hooks(explained)
     assert all(p.grad is None or not p.grad.requires_grad for p in explained.parameters())
-    if case == "hf_vit":  # the token layer was found and read with its CLS token dropped
+    if case.endswith("hf_vit"):  # the token layer was found and read with its CLS token dropped
         assert callback.layer_name.endswith("1.layernorm_before")
         assert callback.layer_layout.prefix_tokens == 1 and callback.layer_layout.grid == (3, 3)
 
@@ -98,10 +105,8 @@ def test_a_fault_inside_an_event_is_a_warning_and_training_goes_on(tmp_path, cas
 
 
 BAD_STARTS = {
-    "hf_vit": (
-        dict(method_options={"grad_cam": {"drop_tokens": 2}}),
-        "cannot be decided",
-    ),
+    "hf_vit": (dict(method_options={"grad_cam": {"drop_tokens": 2}}), "cannot be decided"),
+    "compiled_hf_vit": (dict(layer="vit._orig_mod.missing"), "not a module"),
     "dict_cnn": (dict(output="missing"), "output='missing' gives nothing"),
     "regression": (dict(target=2), "regression head"),
     "multilabel": (dict(target=7), "out of range"),
