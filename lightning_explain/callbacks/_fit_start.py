@@ -105,7 +105,8 @@ class FitStartChecks:
             f"{str(error).rstrip('.')}. It found {found or 'no probe yet'}, for a model with {dtype} parameters.{hint} "
             f"Pass {arguments} with inputs (and targets) the model takes, unpack_batch= that returns (inputs, targets) "
             "from your batches, output= to pick the logits out of a dict, tuple or ModelOutput the model returns, or "
-            "wrap the model so that forward(inputs) alone returns its output (for a model that needs further arguments)."
+            "wrap the model so that forward(inputs) alone returns its output (for a model that needs further "
+            "arguments)."
         )
 
 
