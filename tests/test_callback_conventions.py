@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -197,3 +199,29 @@ def test_the_base_saves_the_series_and_each_callback_adds_its_own_state(tmp_path
     fresh.load_state_dict(state)
     assert fresh._last_event_step == callback._last_event_step
     assert fresh.state_dict().keys() == state.keys()
+
+
+READS_OUTPUT = {
+    "ExplainCallback": ExplainCallback,
+    "FeatureExplainCallback": FeatureExplainCallback,
+    "GradientNormMonitor": GradientNormMonitor,
+    "OverfitMonitor": OverfitMonitor,
+    "SanityCheckCallback": SanityCheckCallback,
+}
+"""Every callback that reads the model's output, so takes output= (the others run it only up to a layer)."""
+
+
+@pytest.mark.parametrize("name", sorted(READS_OUTPUT))
+def test_every_callback_that_reads_the_output_takes_output_and_checks_it_in_init(name):
+    callback_class = READS_OUTPUT[name]
+    for output in (None, "scores", 1, lambda out: out["scores"]):
+        assert callback_class(output=output).output is output
+    for bad in (3.5, ["logits"], True):
+        with pytest.raises(ValueError, match="output must be None"):
+            callback_class(output=bad)
+    assert "output: the tensor of the model's output to read" in callback_class.__doc__  # one wording everywhere
+
+
+@pytest.mark.parametrize("callback_class", [ModelHistogramMonitor, ActivationMaximizationCallback])
+def test_the_callbacks_that_never_read_the_output_take_no_output(callback_class):
+    assert "output" not in inspect.signature(callback_class).parameters

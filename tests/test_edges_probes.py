@@ -77,14 +77,22 @@ class TwoArgumentCNN(LitCNN):
 
 
 class DictCNN(LitCNN):
+    """Returns ``{key: logits}``: ``"logits"`` is read without configuration, another key needs ``output=``."""
+
+    key = "logits"
+
     def forward(self, x: torch.Tensor) -> Any:
-        return {"logits": super().forward(x)}
+        return {self.key: super().forward(x)}
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return F.cross_entropy(self(batch[0])["logits"], batch[1])
+        return F.cross_entropy(self(batch[0])[self.key], batch[1])
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         pass
+
+
+class ScoresDictCNN(DictCNN):
+    key = "scores"
 
 
 x4 = make_images(4, seed=9)[0]
@@ -109,8 +117,8 @@ x4 = make_images(4, seed=9)[0]
             r"OverfitMonitor.*class indices below.*val_probe=",
         ),
         (lambda: ExplainCallback(), TwoArgumentCNN, r"ExplainCallback.*wrap the model.*further arguments"),
-        (lambda: GradientNormMonitor(source="probe"), DictCNN, r"GradientNormMonitor.*returns a dict"),
-        (lambda: OverfitMonitor(probe_size=8), DictCNN, r"OverfitMonitor.*returns a dict"),
+        (lambda: GradientNormMonitor(source="probe"), ScoresDictCNN, r"GradientNormMonitor.*\['scores'\].*output="),
+        (lambda: OverfitMonitor(probe_size=8), ScoresDictCNN, r"OverfitMonitor.*\['scores'\].*output="),
     ],
 )
 def test_a_probe_the_model_cannot_take_stops_fit_with_the_callback_the_probe_and_the_fix(
@@ -121,6 +129,22 @@ def test_a_probe_the_model_cannot_take_stops_fit_with_the_callback_the_probe_and
         warnings.simplefilter("ignore")
         with pytest.raises(MisconfigurationException, match=match):
             fit(tmp_path, [instance], model=model())
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        lambda **kw: GradientNormMonitor(source="probe", every_n_steps=2, **kw),
+        lambda **kw: OverfitMonitor(probe_size=8, every_n_steps=2, image_samples=0, **kw),
+    ],
+)
+def test_a_model_returning_a_dict_is_read_through_its_logits_or_the_key_given_as_output(tmp_path, callback):
+    for model, kwargs in ((DictCNN(), {}), (ScoresDictCNN(), {"output": "scores"})):
+        instance = callback(**kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit(tmp_path, [instance], model=model)
+        assert instance._last_event_step == 4
 
 
 def test_a_float64_probe_is_cast_to_the_models_dtype_with_a_note(tmp_path):

@@ -145,7 +145,7 @@ def test_maps_are_float32_under_mixed_precision_and_equal_the_fp32_maps(tmp_path
     captured = {}
     original = explain_module.compute_explanation
 
-    def keep(model, inputs, target, layer, methods, **kwargs):
+    def keep(model, inputs, target, layer, methods, **kwargs):  # kwargs: output=, options=
         result = original(model, inputs, target, layer, methods, **kwargs)
         captured.update(model=model, inputs=inputs, target=target, layer=layer, maps=result.maps)
         return result

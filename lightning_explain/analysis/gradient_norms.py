@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from lightning_explain.core.compiled import named_eager_modules
 from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.losses import LossFn, mean_loss
+from lightning_explain.core.outputs import OutputSpec, select_output
 
 
 def parameter_owners(model: nn.Module) -> tuple[list[str], dict[nn.Parameter, int]]:
@@ -66,27 +67,44 @@ def _foreach_norm(tensors: list[Tensor], norm_type: float) -> Sequence[Tensor]:
 
 
 def probe_loss_gradients(
-    model: nn.Module, inputs: Tensor, targets: Tensor, parameters: Sequence[nn.Parameter], loss_fn: LossFn | None = None
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    parameters: Sequence[nn.Parameter],
+    loss_fn: LossFn | None = None,
+    *,
+    output: OutputSpec = None,
 ) -> list[Tensor | None]:
     """Gradients of the loss on a batch with respect to ``parameters``, without touching ``.grad``.
 
     Computed in eval mode (no BatchNorm update, no dropout draw); the model is left as found.
     ``loss_fn(logits, targets)`` gives per-sample losses (N,) (cross-entropy by default), whose mean
-    is differentiated; a loss already reduced to a 0-d tensor is taken as it is.
+    is differentiated; a loss already reduced to a 0-d tensor is taken as it is. ``logits`` is the tensor
+    ``output=`` picks out of what the model returns (:func:`~lightning_explain.core.outputs.select_output`: by
+    default a tensor as is, a dict's or ``ModelOutput``'s ``logits``, a tuple's first element).
     """
     with explanation_mode(model, inputs.device):
-        loss = mean_loss(loss_fn, model(inputs.detach().clone()), targets)
+        logits = select_output(model(inputs.detach().clone()), output)
+        loss = mean_loss(loss_fn, logits, targets)
         grads = torch.autograd.grad(loss, list(parameters), allow_unused=True)
     return [None if g is None else g.detach() for g in grads]
 
 
 def loss_gradients_for_maps(
-    model: nn.Module, x: Tensor, logits: Tensor, loss: Tensor, parameters: list, keep_graph: bool
+    model: nn.Module,
+    x: Tensor,
+    logits: Tensor,
+    loss: Tensor,
+    parameters: list,
+    keep_graph: bool,
+    *,
+    output: OutputSpec = None,
 ) -> tuple[tuple, Tensor, Tensor]:
     """The loss gradients, and ``(x, logits)`` whose graph still holds for the maps' backward (``keep_graph``).
 
     One backward that keeps the graph; a compiled module whose backward refuses ``retain_graph``
-    (``torch.compile``'s donated buffers) gets a second forward pass for the maps instead.
+    (``torch.compile``'s donated buffers) gets a second forward pass for the maps instead, whose logits are
+    picked out of the model's output by ``output=`` (:func:`~lightning_explain.core.outputs.select_output`).
     """
     try:
         return torch.autograd.grad(loss, parameters, allow_unused=True, retain_graph=keep_graph), x, logits
@@ -95,4 +113,4 @@ def loss_gradients_for_maps(
             raise
     grads = torch.autograd.grad(loss, parameters, allow_unused=True)
     x = x.detach().requires_grad_(True)
-    return grads, x, model(x)
+    return grads, x, select_output(model(x), output)

@@ -23,8 +23,9 @@ from lightning_explain.attribution.engine import check_methods, compute_explanat
 from lightning_explain.core.compiled import get_layer, named_eager_modules, plain_layer_name
 from lightning_explain.core.gradients import check_inputs, explanation_mode
 from lightning_explain.core.layers import LayerSpec
+from lightning_explain.core.outputs import OutputSpec, check_output_spec, select_output
 from lightning_explain.core.recording import call_order
-from lightning_explain.core.targets import TargetSpec, select_targets
+from lightning_explain.core.targets import Target, TargetSpec, resolve_target
 
 MapFunction = Callable[[nn.Module, Tensor, Tensor | None], Tensor]
 """A method as a callable ``(model, inputs, targets) -> maps (N, ...)``."""
@@ -125,6 +126,7 @@ def sanity_check(
     threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
     warn: bool = True,
+    output: OutputSpec = None,
 ) -> SanityCheckResult:
     """Cascading parameter randomisation: do the maps depend on the learned weights?
 
@@ -145,9 +147,12 @@ def sanity_check(
     local ``torch.Generator`` seeded with ``seed``.
 
     Args:
-        model: a classifier returning logits (N, K) or scores (N,).
+        model: a classifier returning logits (N, K) or scores (N,), or an output they are picked out of with
+            ``output``.
         inputs: the batch to explain.
-        target: ``None`` = the trained model's predicted class, an ``int`` or a LongTensor (N,).
+        target: ``None`` = the trained model's predicted class (the output itself for one score per sample),
+            an ``int``, a LongTensor (N,), a :class:`~lightning_explain.core.targets.ClassPicker` (picked on the
+            trained model) or a callable ``(output) -> (N,) scores``; resolved once, on the trained model.
         methods: names accepted by :func:`~lightning_explain.attribution.compute_explanation`
             (``"saliency"``, ``"grad_cam"``, ...), or callables ``(model, inputs, targets) -> maps``.
         layer: the layer for methods that need one (Grad-CAM); resolved on the trained model
@@ -157,6 +162,11 @@ def sanity_check(
         threshold: the rule's threshold, in (-1, 1).
         seed: seeds the noise.
         warn: whether to ``warnings.warn`` for each failing method.
+        output: which tensor of the model's output is explained
+            (:func:`~lightning_explain.core.outputs.select_output`: by default a tensor as is, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, an index or a callable). It picks
+            the logits the targets are fixed on and is passed to the named methods; callables in ``methods``
+            keep their signature ``(model, inputs, targets)`` and read the model's output themselves.
 
     Returns:
         A :class:`SanityCheckResult`; ``print(result.summary)`` for a readable report.
@@ -167,20 +177,21 @@ def sanity_check(
         {'saliency': True, 'grad_cam': True}
     """
     check_inputs(inputs, need_float=False)
+    output = check_output_spec(output)
     if not -1 < threshold < 1:
         raise ValueError(f"threshold must be in (-1, 1), got {threshold!r}.")
     named, functions = _split_methods(methods)
-    targets = _resolve_targets(model, inputs, target)
+    targets = _resolve_targets(model, inputs, target, output)
     cascade = _cascade(model, inputs, layers)
 
-    trained, layer_name = _maps(model, inputs, targets, named, functions, layer)
+    trained, layer_name = _maps(model, inputs, targets, named, functions, layer, output)
     generator = torch.Generator().manual_seed(seed)
     correlations: dict[str, list[tuple[str, float]]] = {m: [] for m in trained}
     with torch.inference_mode(False):  # the copy's parameters must be ordinary tensors, even from a validation step
         copy_model = copy.deepcopy(model)
         for name in cascade:
             randomise_layer(get_layer(copy_model, name), generator)
-            randomised, _ = _maps(copy_model, inputs, targets, named, functions, layer_name)
+            randomised, _ = _maps(copy_model, inputs, targets, named, functions, layer_name, output)
             for method, maps in trained.items():
                 rho = spearman(maps.abs(), randomised[method].abs()).nanmean()
                 correlations[method].append((name or "<root>", float(rho)))
@@ -224,13 +235,11 @@ def _split_methods(methods: Sequence[str | MapFunction]) -> tuple[tuple[str, ...
     return (check_methods(names) if names else ()), functions
 
 
-def _resolve_targets(model: nn.Module, inputs: Tensor, target: TargetSpec) -> Tensor | None:
-    """Fix the explained class once, so every randomised model explains the same classes."""
+def _resolve_targets(model: nn.Module, inputs: Tensor, target: TargetSpec, output: OutputSpec = None) -> Target:
+    """Fix what is explained once, on the trained model, so every randomised model explains the same thing."""
     with explanation_mode(model, inputs.device), torch.no_grad():
-        logits = model(inputs.detach().clone())
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"The model must return a logits tensor, got {type(logits).__name__}.")
-    return select_targets(logits, target)
+        logits = select_output(model(inputs.detach().clone()), output)
+    return resolve_target(logits, target, output)
 
 
 def _cascade(model: nn.Module, inputs: Tensor, layers: Sequence[str] | None) -> list[str]:
@@ -251,19 +260,20 @@ def _cascade(model: nn.Module, inputs: Tensor, layers: Sequence[str] | None) -> 
 def _maps(
     model: nn.Module,
     inputs: Tensor,
-    targets: Tensor | None,
+    targets: Target,
     named: tuple[str, ...],
     functions: dict[str, MapFunction],
     layer: LayerSpec,
+    output: OutputSpec = None,
 ) -> tuple[dict[str, Tensor], str | None]:
     maps: dict[str, Tensor] = {}
     layer_name = layer if isinstance(layer, str) else None
     if named:
-        explanation = compute_explanation(model, inputs, targets, layer, named)
+        explanation = compute_explanation(model, inputs, targets, layer, named, output=output)
         maps.update(explanation.maps)
         layer_name = explanation.layer_name
     for name, function in functions.items():
-        result = function(model, inputs, targets)
+        result = function(model, inputs, targets.index)
         if not isinstance(result, Tensor) or result.ndim < 1 or result.shape[0] != inputs.shape[0]:
             raise ValueError(f"method {name!r} must return a tensor of maps (N, ...) with N = {inputs.shape[0]}.")
         maps[name] = result.detach().float()

@@ -86,6 +86,8 @@ class ExplainCallback(ScheduledProbeCallback):
             is at its maximum, in [0, 1]; it falls with the heat, so the input shows where the map is low.
         unpack_batch: turns a batch of your dataloader into ``(inputs, targets or None)``; the
             default understands tensors, ``(inputs, targets, ...)`` tuples and common dict keys.
+        output: the tensor of the model's output to read: ``None`` = a tensor as is, a dict's or ModelOutput's
+            ``logits``, a tuple's first element; or a key, an index or a callable (see ``select_output``).
         prefix: the logging namespace.
 
     Example::

@@ -13,10 +13,13 @@ from lightning_explain.analysis.map_statistics import ChangeSeries, map_ranks, t
 from lightning_explain.attribution import compute_explanation, get_spec, registered
 from lightning_explain.attribution._reduce import reduce_channels
 from lightning_explain.attribution.feature_attribution import check_feature_inputs
+from lightning_explain.callbacks._heads import detect_head, head_target, head_target_mode, sample_outcomes
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
-from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
+from lightning_explain.callbacks._target_choice import check_target_choice
 from lightning_explain.callbacks.probe import Probe
-from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.outputs import OutputSpec, check_output_spec
+from lightning_explain.core.recording import check_logits, record_outputs
+from lightning_explain.core.targets import resolve_target
 from lightning_explain.core.validation import check_int
 from lightning_explain.render.signals import render_feature_bars, render_sequence_strips
 
@@ -40,7 +43,12 @@ class FeatureExplainCallback(ScheduledProbeCallback):
       share of attribution in the top 10% of time steps;
     - both: ``{key}/values`` (histogram) of every attribution value; ``{key}/change`` = 1 − the
       Spearman rank correlation with the previous event's attributions (mean over the probe);
-      ``{prefix}/probe_accuracy`` when the probe has labels.
+      ``{prefix}/probe_accuracy`` when the probe has labels and the head has classes.
+
+    The model's head is found at fit start from its output for the probe, as :class:`ExplainCallback` finds it:
+    class logits (N, K) are explained for a class (see ``target``), multi-hot targets of that shape for the
+    sample's highest-scoring true label, and one output per sample, (N,) or (N, 1) (regression, with float or
+    integer targets such as counts), for that output itself.
 
     A probe that is not 2-D or 3-D, or a method that cannot explain it (integer token ids for
     saliency), stops ``fit`` before the first step with a ``MisconfigurationException``.
@@ -60,10 +68,12 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         feature_names: names of the F features (tabular); default ``f0``, ``f1``, ...
         top_k: how many features the bar chart and the scalars show.
         target: ``"label"``, ``"predicted"``, a class index, or ``None`` = the label when the probe
-            has labels, else the prediction.
+            has labels, else the prediction (a regression head explains its output: leave it ``None``).
         every_n_steps: also log every this many optimizer steps (``None`` = off).
         every_n_epochs: log at the end of every this many epochs (``None`` = off).
         unpack_batch: turns a batch into ``(inputs, targets or None)``; see :class:`ExplainCallback`.
+        output: the tensor of the model's output to read: ``None`` = a tensor as is, a dict's or ModelOutput's
+            ``logits``, a tuple's first element; or a key, an index or a callable (see ``select_output``).
         prefix: the logging namespace.
 
     Example::
@@ -86,9 +96,11 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         every_n_steps: int | None = None,
         every_n_epochs: int | None = 1,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        output: OutputSpec = None,
         prefix: str = "explain",
     ) -> None:
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        self.output = check_output_spec(output)
         if not callable(method) and method not in feature_methods():
             raise ValueError(
                 f"method must be one of {list(feature_methods())} (the input-space methods) or a callable "
@@ -112,6 +124,7 @@ class FeatureExplainCallback(ScheduledProbeCallback):
     def _reset_series(self) -> None:
         super()._reset_series()
         self._kind = "tabular"
+        self._head = "classification"
         self._target_mode: str | int = "predicted"
         self._change = ChangeSeries()
 
@@ -125,6 +138,14 @@ class FeatureExplainCallback(ScheduledProbeCallback):
             probe_size=self.probe_size,
             prefix=self.prefix,
         )
+
+    _class_targets = False  # regression values and multi-label rows are kept for the head to read
+
+    @property
+    def head(self) -> str:
+        """The model head found at fit start: ``"classification"``, ``"multilabel"``, ``"regression"`` or
+        ``"segmentation"``."""
+        return self._head
 
     # ----------------------------------------------------------------------------------- hooks
     def _check_probe(self, probe: Probe) -> None:
@@ -143,9 +164,17 @@ class FeatureExplainCallback(ScheduledProbeCallback):
             raise MisconfigurationException(
                 f"feature_names has {len(self.feature_names)} names, but the probe has {shape[1]} features."
             )
-        self._target_mode = resolve_target_mode("FeatureExplainCallback", self.target, probe.targets)
 
     def _dry_run(self, trainer: Any, pl_module: Any) -> tuple[Tensor, Tensor | None]:
+        """Find the head from one forward pass, then explain the probe once: a bad output, target or method
+        stops ``fit`` here."""
+        probe = self._device_probe
+        if isinstance(self.method, str):
+            check_feature_inputs(probe.inputs)  # integer token ids have no input gradient: said before any forward
+        raw, _ = record_outputs(pl_module, probe.inputs, {})
+        logits = check_logits(raw, self.output)
+        self._head = detect_head(logits, probe.targets, self.target, "FeatureExplainCallback")
+        self._target_mode = head_target_mode("FeatureExplainCallback", self._head, self.target, probe.targets)
         maps, logits = self._compute(pl_module)
         expected = tuple(self._device_probe.inputs.shape[:2])
         if tuple(maps.shape) != expected:
@@ -160,11 +189,13 @@ class FeatureExplainCallback(ScheduledProbeCallback):
     # ------------------------------------------------------------------------------- the event
     def _compute(self, pl_module: Any) -> tuple[Tensor, Tensor | None]:
         probe = self._device_probe
-        target = probe_target(self._target_mode, probe)
+        target = head_target(self._target_mode, probe)
         if isinstance(self.method, str):  # one call gives the maps and the logits
             inputs = check_feature_inputs(probe.inputs)
             unreduced = {self.method: {"reduce": None}}  # the input's shape: the feature dimension D is reduced below
-            raw = compute_explanation(pl_module, inputs, target, None, [self.method], options=unreduced)
+            raw = compute_explanation(
+                pl_module, inputs, target, None, [self.method], options=unreduced, output=self.output
+            )
             reduce = get_spec(self.method).defaults["reduce"]
             attribution = raw.maps[self.method]
             maps = reduce_channels(attribution.transpose(1, 2) if attribution.ndim == 3 else attribution, reduce)
@@ -172,8 +203,8 @@ class FeatureExplainCallback(ScheduledProbeCallback):
         maps = self.method(pl_module, probe.inputs, target).detach().float()
         logits = None
         if probe.targets is not None:
-            with explanation_mode(pl_module, probe.inputs.device), torch.no_grad():
-                logits = pl_module(probe.inputs)
+            raw_output, _ = record_outputs(pl_module, probe.inputs, {})
+            logits = check_logits(raw_output, self.output).detach()
         return maps, logits
 
     def _log(self, maps: Tensor, logits: Tensor | None, step: int) -> None:
@@ -197,9 +228,13 @@ class FeatureExplainCallback(ScheduledProbeCallback):
             names.append(f"{key}/change")
             values.append(change)
         targets = self._device_probe.targets
-        if logits is not None and logits.ndim == 2 and targets is not None:
+        correct = None
+        if logits is not None and targets is not None:
+            _, correct = sample_outcomes(self._head, logits, targets, self._explained(logits))
+        if correct is not None:  # a head with class labels
             names.append(f"{self.prefix}/probe_accuracy")
-            values.append((logits.argmax(dim=1) == targets).float().mean())
+            labelled = targets >= 0 if targets.ndim == 1 else torch.ones_like(correct)
+            values.append(correct[labelled.to(correct.device)].float().mean())  # unlabelled (-100) samples left out
         host = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=maps.device) for v in values]).cpu()
         scalars = {n: v for n, v in zip(names, host.tolist(), strict=True) if v == v}  # drop NaN (undefined)
         if self._writer.can_log_images:
@@ -211,6 +246,12 @@ class FeatureExplainCallback(ScheduledProbeCallback):
                 self._writer.image(f"{key}/sequences", image.numpy(), step)
             self._writer.histogram(f"{key}/values", maps.cpu().numpy(), step)
         self._writer.scalars(scalars, step)
+
+    def _explained(self, logits: Tensor) -> Tensor | None:
+        """The class each sample was explained for, where the head's outcome reads it (multi-label, segments)."""
+        if self._head not in ("multilabel", "segmentation"):
+            return None
+        return resolve_target(logits, head_target(self._target_mode, self._device_probe)).index
 
     # ------------------------------------------------------------------------------ checkpoint
     def _extra_state(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallba
 from lightning_explain.callbacks.probe import Probe
 from lightning_explain.core.compiled import named_eager_modules
 from lightning_explain.core.losses import LossFn
+from lightning_explain.core.outputs import OutputSpec, check_output_spec
 from lightning_explain.core.validation import is_number
 
 SOURCES = ("train", "probe")
@@ -55,6 +56,8 @@ class GradientNormMonitor(ScheduledProbeCallback):
         unpack_batch: turns a batch into ``(inputs, targets)``; see :class:`ExplainCallback`.
         log_histogram: whether to log a histogram of the per-layer norms at each event (one value
             per layer, so it is readable only for models with many layers; off by default).
+        output: the tensor of the model's output to read: ``None`` = a tensor as is, a dict's or ModelOutput's
+            ``logits``, a tuple's first element; or a key, an index or a callable (see ``select_output``).
         prefix: the logging namespace.
 
     Example::
@@ -74,6 +77,7 @@ class GradientNormMonitor(ScheduledProbeCallback):
         loss_fn: LossFn | None = None,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
         log_histogram: bool = False,
+        output: OutputSpec = None,
         prefix: str = "grad_norm",
     ) -> None:
         self._class_targets = loss_fn is None  # a loss of your own may take any targets (regression values)
@@ -87,6 +91,7 @@ class GradientNormMonitor(ScheduledProbeCallback):
             raise ValueError(f"loss_fn must be callable (logits, targets) -> per-sample losses, got {loss_fn!r}.")
         if source == "train" and probe is not None:
             raise ValueError("probe= is only used with source='probe'; drop it or set source='probe'.")
+        self.output = check_output_spec(output)
         self.source = source
         self.norm_type = float(norm_type)
         self.loss_fn = loss_fn
@@ -201,7 +206,9 @@ class GradientNormMonitor(ScheduledProbeCallback):
     def _probe_gradients(self, pl_module: Any) -> tuple[list[Tensor], list[int]]:
         parameters = [p for p in self._owner if p.requires_grad]
         probe = self._device_probe
-        grads = probe_loss_gradients(pl_module, probe.inputs, probe.targets, parameters, self.loss_fn)
+        grads = probe_loss_gradients(
+            pl_module, probe.inputs, probe.targets, parameters, self.loss_fn, output=self.output
+        )
         kept = [(g, self._owner[p]) for p, g in zip(parameters, grads, strict=True) if g is not None]
         return [g for g, _ in kept], [i for _, i in kept]
 

@@ -13,6 +13,7 @@ from lightning_explain.callbacks._overfit_probes import check_mask_shape, check_
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks.probe import Probe, check_probe_argument
 from lightning_explain.core.losses import LossFn
+from lightning_explain.core.outputs import OutputSpec, check_output_spec
 from lightning_explain.core.validation import check_int, check_number
 from lightning_explain.overfit.detector import ADVICE, Alert, EventSignals, OverfitDetector
 from lightning_explain.overfit.signals import ProbeReading, compare_probes, read_probe
@@ -72,6 +73,8 @@ class OverfitMonitor(ScheduledProbeCallback):
         min_explanation_gap: without masks, the explanation gap that, with ``min_accuracy_gap``,
             suggests a shortcut.
         min_accuracy_gap: see ``min_explanation_gap``.
+        output: the tensor of the model's output to read: ``None`` = a tensor as is, a dict's or ModelOutput's
+            ``logits``, a tuple's first element; or a key, an index or a callable (see ``select_output``).
         prefix: the logging namespace.
 
     Example::
@@ -104,9 +107,11 @@ class OverfitMonitor(ScheduledProbeCallback):
         max_mask_ratio: float = 1.25,
         min_explanation_gap: float = 0.1,
         min_accuracy_gap: float = 0.2,
+        output: OutputSpec = None,
         prefix: str = "overfit",
     ) -> None:
         super().__init__(probe=val_probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        self.output = check_output_spec(output)
         self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
         if self.schedule.off:
             raise ValueError("OverfitMonitor needs a schedule: set every_n_epochs and/or every_n_steps.")
@@ -227,7 +232,7 @@ class OverfitMonitor(ScheduledProbeCallback):
     def _read(self, pl_module: Any) -> dict[str, ProbeReading]:
         probes = {"train": self._device_train_probe, "val": self._device_probe}
         return {
-            name: read_probe(pl_module, probe.inputs, probe.targets, self._parameters, self.loss_fn)
+            name: read_probe(pl_module, probe.inputs, probe.targets, self._parameters, self.loss_fn, output=self.output)
             for name, probe in probes.items()
         }
 

@@ -17,9 +17,11 @@ from lightning_explain.analysis.sanity_check import (
 )
 from lightning_explain.attribution.engine import check_methods, compute_explanation
 from lightning_explain.callbacks._base import ProbeEventCallback
-from lightning_explain.callbacks._target_choice import check_target_choice, probe_target, resolve_target_mode
-from lightning_explain.callbacks.probe import Probe
+from lightning_explain.callbacks._heads import detect_head, head_target, head_target_mode
+from lightning_explain.callbacks._target_choice import check_target_choice
 from lightning_explain.core.compiled import named_eager_modules, plain_layer_name
+from lightning_explain.core.outputs import OutputSpec, check_output_spec
+from lightning_explain.core.recording import check_logits, record_outputs
 from lightning_explain.core.validation import check_int, check_number
 
 WHEN = ("fit_start", "fit_end")
@@ -46,6 +48,10 @@ class SanityCheckCallback(ProbeEventCallback):
     layer; it never changes the trained model or the random number streams. Bad configuration
     (an unknown method, a layer that does not exist) stops ``fit`` before the first step.
 
+    The model's head is found at fit start from its output for the probe, as :class:`ExplainCallback` finds it,
+    and each sample is explained for what that head explains (a class, the highest-scoring true label of a
+    multi-label sample, a regression model's one output).
+
     Args:
         methods: method names accepted by ``compute_explanation`` or callables
             ``(model, inputs, targets) -> maps``.
@@ -53,13 +59,15 @@ class SanityCheckCallback(ProbeEventCallback):
         layer: the Grad-CAM layer (see :class:`ExplainCallback`).
         layers: the layers to randomise, output first; ``None`` = every layer with parameters.
         target: ``"label"``, ``"predicted"``, a class index, or ``None`` = the label when the probe
-            has labels, else the prediction.
+            has labels, else the prediction (a regression head explains its output: leave it ``None``).
         threshold: the failure threshold of the final correlation, in (-1, 1).
         seed: seeds the randomisation (a local generator).
         probe: ``None`` = the first ``probe_size`` validation samples (else training samples), a
             tensor, or an ``(inputs, targets)`` pair.
         probe_size: how many samples to take when ``probe`` is None.
         unpack_batch: turns a batch into ``(inputs, targets or None)``.
+        output: the tensor of the model's output to read: ``None`` = a tensor as is, a dict's or ModelOutput's
+            ``logits``, a tuple's first element; or a key, an index or a callable (see ``select_output``).
         prefix: the logging namespace.
 
     Example::
@@ -80,9 +88,11 @@ class SanityCheckCallback(ProbeEventCallback):
         probe: Any = None,
         probe_size: int = 8,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
+        output: OutputSpec = None,
         prefix: str = "sanity_check",
     ) -> None:
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
+        self.output = check_output_spec(output)
         methods = (methods,) if isinstance(methods, str) or callable(methods) else tuple(methods)
         bad = [m for m in methods if not isinstance(m, str) and not callable(m)]
         if not methods or bad:
@@ -117,6 +127,7 @@ class SanityCheckCallback(ProbeEventCallback):
         super()._reset_series()
         self.result: SanityCheckResult | None = None
         self._done = False
+        self._head = "classification"
         self._target_mode: str | int = "predicted"
         self._layer_name: str | None = None
 
@@ -125,15 +136,28 @@ class SanityCheckCallback(ProbeEventCallback):
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
         return dict(methods=methods, at=self.at, layer=layer, seed=self.seed, prefix=self.prefix)
 
-    # ----------------------------------------------------------------------------------- hooks
-    def _check_probe(self, probe: Probe) -> None:
-        self._target_mode = resolve_target_mode("SanityCheckCallback", self.target, probe.targets)
+    _class_targets = False  # regression values and multi-label rows are kept for the head to read
 
+    @property
+    def head(self) -> str:
+        """The model head found at fit start: ``"classification"``, ``"multilabel"``, ``"regression"`` or
+        ``"segmentation"``."""
+        return self._head
+
+    # ----------------------------------------------------------------------------------- hooks
     def _dry_run(self, trainer: Any, pl_module: Any) -> None:
-        """Explain the probe once with the named methods and check ``layers``: bad configuration stops ``fit``."""
+        """Find the head from one forward pass, explain the probe once with the named methods and check
+        ``layers``: bad configuration stops ``fit``."""
+        probe = self._device_probe
+        raw, _ = record_outputs(pl_module, probe.inputs, {})
+        logits = check_logits(raw, self.output)
+        self._head = detect_head(logits, probe.targets, self.target, "SanityCheckCallback")
+        self._target_mode = head_target_mode("SanityCheckCallback", self._head, self.target, probe.targets)
         names = tuple(m for m in self.methods if isinstance(m, str))
         if names:
-            explanation = compute_explanation(pl_module, self._device_probe.inputs, self._targets(), self.layer, names)
+            explanation = compute_explanation(
+                pl_module, probe.inputs, self._targets(), self.layer, names, output=self.output
+            )
             self._layer_name = explanation.layer_name  # resolved once, then used by name
         if self.layers is not None:
             missing = [n for n in self.layers if plain_layer_name(n) not in dict(named_eager_modules(pl_module))]
@@ -153,7 +177,7 @@ class SanityCheckCallback(ProbeEventCallback):
 
     # ------------------------------------------------------------------------------- the event
     def _targets(self) -> Any:
-        return probe_target(self._target_mode, self._device_probe)
+        return head_target(self._target_mode, self._device_probe)
 
     def _run(self, pl_module: Any, step: int) -> None:
         self._done = True  # once per run, also when it fails
@@ -167,6 +191,7 @@ class SanityCheckCallback(ProbeEventCallback):
             threshold=self.threshold,
             seed=self.seed,
             warn=False,
+            output=self.output,
         )
         self.result = result
         scalars: dict[str, float] = {}

@@ -23,6 +23,7 @@ from lightning_explain.analysis.gradient_norms import loss_gradients_for_maps
 from lightning_explain.analysis.map_statistics import map_change, map_ranks
 from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.losses import LossFn, per_sample_losses
+from lightning_explain.core.outputs import OutputSpec, select_output
 from lightning_explain.core.validation import check_int
 from lightning_explain.overfit._maps import (
     explanation_drift,
@@ -87,6 +88,8 @@ def read_probe(
     loss_fn: LossFn | None = None,
     with_maps: bool = True,
     chunk_size: int | None = 64,
+    *,
+    output: OutputSpec = None,
 ) -> ProbeReading:
     """Loss, accuracy, parameter gradients and saliency maps of ``model`` on one probe batch.
 
@@ -97,7 +100,7 @@ def read_probe(
     result does not depend on them. The model, its ``.grad`` and ``inputs`` are left as found.
 
     Args:
-        model: a classifier returning logits (N, K).
+        model: a classifier returning logits (N, K), or an output they are picked out of with ``output``.
         inputs: the probe's inputs (N, ...).
         targets: class indices (N,).
         parameters: the parameters to differentiate the loss for.
@@ -105,6 +108,9 @@ def read_probe(
             The gradients are those of the mean loss.
         with_maps: whether to compute the saliency maps.
         chunk_size: samples per pass; ``None`` = all at once.
+        output: which tensor of the model's output holds the logits
+            (:func:`~lightning_explain.core.outputs.select_output`: by default a tensor as is, a dict's or
+            ``ModelOutput``'s ``logits``, a tuple's first element; or a key, an index or a callable).
     """
     check_int("chunk_size", chunk_size, low=1, none_ok=True)
     if inputs.ndim < 1 or inputs.shape[0] == 0 or targets.shape[:1] != inputs.shape[:1]:
@@ -124,10 +130,10 @@ def read_probe(
             chunk_maps = with_maps and x.is_floating_point()
             if chunk_maps:
                 x.requires_grad_(True)
-            logits = model(x)
+            logits = select_output(model(x), output)
             chunk_losses = per_sample_losses(loss_fn, logits, y)
             grads, map_x, map_logits = loss_gradients_for_maps(
-                model, x, logits, chunk_losses.sum() / n, parameters, chunk_maps
+                model, x, logits, chunk_losses.sum() / n, parameters, chunk_maps, output=output
             )
             gradients = [_add(total, g) for total, g in zip(gradients, grads, strict=True)]
             if chunk_maps:
