@@ -18,7 +18,7 @@ from lightning_explain.render.png import png_text
 
 METADATA_KEY = "lightning-explain"
 GRID_FORMAT = "lightning-explain/grid"
-SAMPLE_FIELDS = ("target", "predicted", "confidence", "correct")
+SAMPLE_FIELDS = ("target", "predicted", "confidence", "correct", "explained", "area")
 ALERT_SUFFIX = "/alert"
 
 

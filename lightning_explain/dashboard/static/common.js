@@ -55,7 +55,8 @@
     return Array.from(all).sort((a, b) => a - b);
   };
 
-  // A sample's outcome at one frame of a tag: {cells, target, predicted, confidence, correct} (missing: null).
+  // A sample's outcome at one frame of a tag: {cells, target, predicted, confidence, correct, explained, area}
+  // (missing: null). explained: the class a multi-label or segmentation map explains; area: its predicted share.
   LE.frameInfo = function (entry, i) {
     const frame = entry.frames[i] || {};
     const cells = 'cells' in frame ? frame.cells : entry.cells;
@@ -65,6 +66,8 @@
       predicted: frame.predicted || null,
       confidence: frame.confidence || null,
       correct: frame.correct || null,
+      explained: frame.explained || null,
+      area: frame.area || null,
     };
   };
 

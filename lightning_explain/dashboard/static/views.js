@@ -7,7 +7,14 @@
 
   function outcomeText(info, sample) {
     const parts = [];
-    if (info.target) parts.push('label ' + info.target[sample]);
+    if (info.explained) parts.push('class ' + info.explained[sample]);
+    if (info.area) parts.push('area ' + Math.round(100 * info.area[sample]) + '%');
+    if (info.target && typeof info.target[sample] === 'boolean') {
+      parts.push(info.target[sample] ? 'a true label' : 'not a label');  // multi-label: is the class a label
+    } else if (info.target) parts.push('label ' + info.target[sample]);
+    if (info.explained && info.confidence && !info.predicted) {
+      parts.push('p ' + Math.round(100 * info.confidence[sample]) + '%');
+    }
     if (info.predicted) {
       let text = 'pred ' + info.predicted[sample];
       if (info.confidence) text += ' (' + Math.round(100 * info.confidence[sample]) + '%)';
