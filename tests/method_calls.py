@@ -27,6 +27,22 @@ HEATMAP_METHODS = tuple(spec.name for spec in registered() if spec.output == "ma
 REDUCIBLE_METHODS = tuple(spec.name for spec in registered() if "reduce" in spec.defaults)
 """The registered input-space methods with a channel reduction (``reduce=``)."""
 
+ATTENTION_METHODS = tuple(spec.name for spec in registered() if spec.needs_attention)
+"""The registered methods that read a transformer's attention: the contract tests run them on the small Hugging
+Face ViT of ``vit_models`` (fixture ``attention_vit``), since the toy CNNs have none."""
+
+CNN_METHODS = tuple(spec.name for spec in registered() if not spec.needs_attention)
+"""Every other registered method, in the registry's order: what the contract tests run on the toy CNNs."""
+
+CNN_HEATMAP_METHODS = tuple(name for name in HEATMAP_METHODS if name in CNN_METHODS)
+"""The heatmap methods among :data:`CNN_METHODS`."""
+
+
+def model_fixture(name: str, cnn: str) -> str:
+    """The fixture a contract test runs method ``name`` on: ``cnn`` (a toy CNN's, returning ``(model, inputs)``),
+    or ``"attention_vit"`` (the same contract: 5 classes, inputs (4, 3, 16, 16)) for a method that reads attention."""
+    return "attention_vit" if name in ATTENTION_METHODS else cnn
+
 
 def public_function(name: str) -> Callable[..., Tensor]:
     """The method's public function: the function named like the method in its module of ``methods/``."""

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam, Saliency
-from method_calls import HEATMAP_METHODS, call_method
+from method_calls import HEATMAP_METHODS, call_method, model_fixture
 from torch import Tensor, nn
 from toy_models import MLP, ResidualCNN, SingleScoreCNN, TinyCNN, warm_batchnorm
 
@@ -380,8 +380,8 @@ METHODS = {
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_target_none_is_the_predicted_class(residual, method):
-    model, x = residual
+def test_target_none_is_the_predicted_class(request, method):
+    model, x = request.getfixturevalue(model_fixture(method, "residual"))
     run = METHODS[method]
     argmax = predicted(model, x)
     by_none = run(model, x, None)
@@ -393,8 +393,8 @@ def test_target_none_is_the_predicted_class(residual, method):
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("cls", [0, 3])
-def test_target_int_equals_a_full_tensor(residual, method, cls):
-    model, x = residual
+def test_target_int_equals_a_full_tensor(request, method, cls):
+    model, x = request.getfixturevalue(model_fixture(method, "residual"))
     run = METHODS[method]
     by_int = run(model, x, cls)
     assert by_int.abs().max() > 0
@@ -402,8 +402,8 @@ def test_target_int_equals_a_full_tensor(residual, method, cls):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_target_tensor_is_applied_per_sample(residual, method):
-    model, x = residual
+def test_target_tensor_is_applied_per_sample(request, method):
+    model, x = request.getfixturevalue(model_fixture(method, "residual"))
     run = METHODS[method]
     target = torch.tensor([4, 0, 3, 1])
     batched = run(model, x, target)
@@ -427,8 +427,8 @@ BAD_TARGETS = {
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("bad", BAD_TARGETS)
-def test_invalid_target_raises_a_clear_error(residual, method, bad):
-    model, x = residual
+def test_invalid_target_raises_a_clear_error(request, method, bad):
+    model, x = request.getfixturevalue(model_fixture(method, "residual"))
     with pytest.raises((ValueError, TypeError), match="(?i)target"):
         METHODS[method](model, x, BAD_TARGETS[bad])
 
@@ -501,8 +501,8 @@ def test_works_in_inference_mode_with_an_inference_tensor(residual):
 # loaded there -- is an inference tensor, which autograd cannot save as the index of the
 # ``logits.gather`` in the backward pass ("Inference tensors cannot be saved for backward").
 @pytest.mark.parametrize("method", METHODS)
-def test_works_in_inference_mode_with_an_inference_target_tensor(residual, method):
-    model, x = residual
+def test_works_in_inference_mode_with_an_inference_target_tensor(request, method):
+    model, x = request.getfixturevalue(model_fixture(method, "residual"))
     target = torch.tensor([4, 0, 3, 1])
     expected = METHODS[method](model, x, target)
     with torch.inference_mode():

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from method_calls import HEATMAP_METHODS, call_method
+from method_calls import CNN_HEATMAP_METHODS, CNN_METHODS, call_method
 from torch import Tensor, nn
 from toy_models import MLP, ResidualCNN, warm_batchnorm
 
 from lightning_explain.attribution import (
     METHOD_OPTIONS,
-    METHODS,
     compute_explanation,
     explain,
     feature_maps,
@@ -58,11 +57,11 @@ def counts(monkeypatch):
 def test_explain_equals_each_method_on_its_own(residual):
     model, x = residual
     target = torch.tensor([4, 0, 3, 1])
-    maps = explain(model, x, target=target, layer="block", methods=METHODS, options=OPTIONS)
-    assert list(maps) == list(METHODS)
+    maps = explain(model, x, target=target, layer="block", methods=CNN_METHODS, options=OPTIONS)
+    assert list(maps) == list(CNN_METHODS)
     expected = {
         name: call_method(name, model, x, target, layer="block", fast=False, **OPTIONS.get(name, {}))
-        for name in METHODS
+        for name in CNN_METHODS
     }
     for name, value in maps.items():
         assert value.dtype == torch.float32
@@ -76,8 +75,8 @@ def test_target_none_means_the_class_predicted_for_the_clean_inputs(residual):
     with torch.no_grad():
         argmax = model(x).argmax(dim=1)
     assert len(argmax.unique()) > 1
-    by_none = explain(model, x, methods=HEATMAP_METHODS, options=options_for(METHODS))
-    by_tensor = explain(model, x, target=argmax, methods=HEATMAP_METHODS, options=options_for(METHODS))
+    by_none = explain(model, x, methods=CNN_HEATMAP_METHODS, options=options_for(CNN_METHODS))
+    by_tensor = explain(model, x, target=argmax, methods=CNN_HEATMAP_METHODS, options=options_for(CNN_METHODS))
     for name in by_none:
         torch.testing.assert_close(by_none[name], by_tensor[name], rtol=0, atol=0, msg=name)
 

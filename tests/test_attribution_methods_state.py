@@ -12,12 +12,12 @@ import contextlib
 
 import pytest
 import torch
-from method_calls import caller
+from method_calls import ATTENTION_METHODS, CNN_METHODS, caller
 from torch import Tensor, nn
 from toy_models import BrokenCNN, assert_model_unchanged, assert_no_hooks, snapshot_model
+from vit_models import BrokenViT
 
 from lightning_explain.attribution import (
-    METHODS,
     explain,
     feature_maps,
     grad_cam_pp,
@@ -35,7 +35,7 @@ CALLS = {
     # every registered method through its own function, then variants that exercise more paths
     **{
         name: (lambda call: lambda model, x: call(model, x, 1))(caller(name, layer="conv", **CHUNKED.get(name, {})))
-        for name in METHODS
+        for name in CNN_METHODS
         if name != "feature_maps"
     },
     "grad_cam_pp-target": lambda model, x: grad_cam_pp(model, x, target=1),
@@ -49,7 +49,7 @@ CALLS = {
     "occlusion-predicted": lambda model, x: occlusion(model, x, window=8, chunk_size=5),
     "feature_maps-two-layers": lambda model, x: feature_maps(model, x, layer=["stem.1", "conv"]),
     "explain-all": lambda model, x: explain(
-        model, x, methods=METHODS, options={"integrated_gradients": {"steps": 2}, "smoothgrad": {"samples": 2}}
+        model, x, methods=CNN_METHODS, options={"integrated_gradients": {"steps": 2}, "smoothgrad": {"samples": 2}}
     ),
 }
 
@@ -118,7 +118,7 @@ FAILING_CALLS = {
     "smoothgrad-tensor-target": lambda model, x: smoothgrad(model, x, samples=2),
     "occlusion-predicted": lambda model, x: occlusion(model, x, window=8),
     "feature_maps-two-layers": lambda model, x: feature_maps(model, x, layer="features.2"),
-    "explain-all": lambda model, x: explain(model, x, layer="features", methods=METHODS),
+    "explain-all": lambda model, x: explain(model, x, layer="features", methods=CNN_METHODS),
 }
 
 
@@ -133,5 +133,73 @@ def test_model_restored_when_forward_raises(call):
     with pytest.raises(RuntimeError, match=BrokenCNN.message):
         FAILING_CALLS[call](model, x)
     assert model.training and model.features.training and not model.features[2].training
+    assert_model_unchanged(model, snap)
+    assert_no_hooks(model)
+
+
+# The methods that read attention, on the small Hugging Face ViT (the toy CNNs have none): the same contract.
+VIT_CALLS = {
+    **{name: (lambda call: lambda model, x: call(model, x, 1))(caller(name)) for name in ATTENTION_METHODS},
+    **{f"{name}-predicted": (lambda call: lambda model, x: call(model, x))(caller(name)) for name in ATTENTION_METHODS},
+    "explain-vit": lambda model, x: explain(model, x, methods=(*ATTENTION_METHODS, "saliency", "grad_cam")),
+}
+
+
+@pytest.mark.parametrize("context", ["plain", "no_grad", "inference_mode"])
+@pytest.mark.parametrize("call", VIT_CALLS)
+def test_vit_left_exactly_as_found(mixed_vit, inputs, call, context):
+    model = mixed_vit
+    head, patches = model.vit.classifier, model.vit.vit.embeddings.patch_embeddings.projection
+    grads_before = head.weight.grad, patches.weight.grad
+    snap = snapshot_model(model)
+    ctx = {"plain": contextlib.nullcontext, "no_grad": torch.no_grad, "inference_mode": torch.inference_mode}[context]
+    with ctx():
+        result = VIT_CALLS[call](model, inputs.clone())
+    assert model.training and model.vit.vit.layers[1].training and not model.vit.vit.layers[0].training
+    assert_model_unchanged(model, snap)
+    assert (head.weight.grad, patches.weight.grad) == grads_before
+    assert model.vit.vit.layers[0].attention.q_proj.weight.grad is None
+    assert_no_hooks(model)
+    values = result.values() if isinstance(result, dict) else [result]
+    assert all(value.dtype == torch.float32 and not value.requires_grad for value in values)
+
+
+@pytest.mark.parametrize("call", VIT_CALLS)
+def test_vit_results_do_not_depend_on_the_models_mode(mixed_vit, inputs, call):
+    from_train = VIT_CALLS[call](mixed_vit, inputs)
+    mixed_vit.eval()
+    from_eval = VIT_CALLS[call](mixed_vit, inputs)
+    if isinstance(from_train, dict):
+        assert from_train.keys() == from_eval.keys()
+        from_train, from_eval = list(from_train.values()), list(from_eval.values())
+    else:
+        from_train, from_eval = [from_train], [from_eval]
+    for a, b in zip(from_train, from_eval, strict=True):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+@pytest.mark.parametrize("call", VIT_CALLS)
+def test_vit_input_and_global_rng_left_as_found(mixed_vit, inputs, call, requires_grad):
+    x = inputs.clone().requires_grad_(requires_grad)
+    state = torch.random.get_rng_state()
+    VIT_CALLS[call](mixed_vit, x)  # dropout is in train mode: a train-mode forward would draw
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert x.requires_grad is requires_grad and x.is_leaf and x.grad is None
+    assert torch.equal(x.detach(), inputs)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])  # the engine's forward that fixes the target, the method's own
+@pytest.mark.parametrize("call", VIT_CALLS)
+def test_vit_restored_when_forward_raises(call, fail_at):
+    torch.manual_seed(0)
+    model = BrokenViT(fail_at=fail_at)
+    model.train()
+    model.vit.vit.layers[0].eval()
+    snap = snapshot_model(model)
+    with pytest.raises(RuntimeError, match=BrokenViT.message):
+        VIT_CALLS[call](model, torch.randn(N, 3, H, W))
+    assert model.training and model.vit.vit.layers[1].training and not model.vit.vit.layers[0].training
     assert_model_unchanged(model, snap)
     assert_no_hooks(model)

@@ -10,13 +10,13 @@ import torch
 from lightning.pytorch import seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 from lit_helpers import LitCNN, RecordingLogger, loaders, read_tensorboard, trainer
-from method_calls import HEATMAP_METHODS
+from method_calls import CNN_HEATMAP_METHODS, CNN_METHODS
 from PIL import Image
 
 import lightning_explain.callbacks.explain_callback as explain_module
 from lightning_explain import ExplainCallback
 from lightning_explain._compat import MisconfigurationException
-from lightning_explain.attribution import METHODS, explain
+from lightning_explain.attribution import explain
 from lightning_explain.render.grids import COLORMAPS, render_feature_maps
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
@@ -40,15 +40,15 @@ def test_defaults_are_unchanged():
 
 def test_every_method_is_logged_to_tensorboard(tmp_path):
     logger = TensorBoardLogger(tmp_path, name="tb")
-    callback = ExplainCallback(methods=METHODS, method_options=FAST, probe_size=4)
+    callback = ExplainCallback(methods=CNN_METHODS, method_options=FAST, probe_size=4)
     fit(tmp_path, callback, logger=logger, max_epochs=1)
     events = read_tensorboard(logger.log_dir)
-    for method in METHODS:
+    for method in CNN_METHODS:
         images = events.Images(f"explain/{method}")
         assert [e.step for e in images] == [0, 4], method
         picture = np.asarray(Image.open(io.BytesIO(images[-1].encoded_image_string)))
         assert picture.ndim == 3 and picture.shape[2] == 3 and picture.std() > 10, method
-    for method in HEATMAP_METHODS:  # heatmaps have statistics ...
+    for method in CNN_HEATMAP_METHODS:  # heatmaps have statistics ...
         assert [e.step for e in events.Scalars(f"explain/{method}/mean")] == [0, 4], method
     assert "explain/feature_maps/mean" not in events.Tags()["scalars"]  # ... feature maps do not
     # The grid: a row per probe sample, a tile per channel of the layer ('features': 8 channels, 12 x 12,
@@ -114,7 +114,7 @@ def test_training_is_not_disturbed_by_any_method(tmp_path):
         return model.state_dict()
 
     plain = run([])
-    explained = run([ExplainCallback(methods=METHODS, method_options=FAST, every_n_steps=2, probe_size=2)])
+    explained = run([ExplainCallback(methods=CNN_METHODS, method_options=FAST, every_n_steps=2, probe_size=2)])
     for key in plain:
         assert torch.equal(plain[key], explained[key]), key
 

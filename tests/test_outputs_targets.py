@@ -7,13 +7,14 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from method_calls import CNN_HEATMAP_METHODS
 from torch import nn
 
-from lightning_explain.attribution import METHODS, compute_explanation, explain, grad_cam, saliency
+from lightning_explain.attribution import compute_explanation, explain, grad_cam, saliency
 from lightning_explain.core.outputs import check_output_spec, select_output
 from lightning_explain.core.targets import Target, resolve_target
 
-HEATMAP_METHODS = [m for m in METHODS if m != "feature_maps"]
+HEATMAP_METHODS = list(CNN_HEATMAP_METHODS)  # attention_rollout's outputs and targets: test_attention_rollout.py
 SMALL = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}, "occlusion": {"window": 4}}
 
 

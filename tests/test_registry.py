@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 from captum.attr import InputXGradient
-from method_calls import FAST_OPTIONS, HEATMAP_METHODS, REDUCIBLE_METHODS, call_method, public_function
+from method_calls import FAST_OPTIONS, HEATMAP_METHODS, REDUCIBLE_METHODS, call_method, model_fixture, public_function
 from toy_models import ResidualCNN, assert_model_unchanged, assert_no_hooks, snapshot_model, warm_batchnorm
 
 import lightning_explain.attribution as attribution
@@ -32,6 +32,7 @@ REFERENCE_TESTS = {
     "smoothgrad": "test_attribution_methods.py::test_smoothgrad_without_noise_is_saliency",
     "occlusion": "test_attribution_methods.py::test_occlusion_matches_captum",
     "feature_maps": "test_attribution_methods_explain.py::test_feature_maps_are_the_layers_outputs_before_in_place_ops",
+    "attention_rollout": "test_attention_rollout.py::test_attention_rollout_matches_the_step_by_step_definition",
 }
 
 
@@ -74,8 +75,8 @@ def test_methods_lists_heatmaps_first_and_the_registry_order():
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_every_method_leaves_the_model_exactly_as_found(residual, name):
-    model, x = residual
+def test_every_method_leaves_the_model_exactly_as_found(request, name):
+    model, x = request.getfixturevalue(model_fixture(name, "residual"))
     before = snapshot_model(model.train())
     result = call_method(name, model, x, layer="block")
     assert result.dtype == torch.float32 and result.shape[0] == N
@@ -85,8 +86,8 @@ def test_every_method_leaves_the_model_exactly_as_found(residual, name):
 
 
 @pytest.mark.parametrize("name", HEATMAP_METHODS)
-def test_every_heatmap_method_explains_the_predicted_class_by_default(residual, name):
-    model, x = residual
+def test_every_heatmap_method_explains_the_predicted_class_by_default(request, name):
+    model, x = request.getfixturevalue(model_fixture(name, "residual"))
     with torch.no_grad():
         predicted = model(x).argmax(dim=1)
     by_default = call_method(name, model, x, layer="block")

@@ -24,6 +24,7 @@ from lightning_explain.attribution.engine import (
     explain,
 )
 from lightning_explain.attribution.feature_attribution import feature_saliency, token_grad_cam
+from lightning_explain.attribution.methods.attention_rollout import attention_rollout
 from lightning_explain.attribution.methods.feature_maps import feature_maps
 from lightning_explain.attribution.methods.grad_cam import grad_cam
 from lightning_explain.attribution.methods.grad_cam_pp import grad_cam_pp
@@ -66,6 +67,7 @@ __all__ = [
     "Explanation",
     "MethodContext",
     "MethodSpec",
+    "attention_rollout",
     "check_methods",
     "check_options",
     "compute_explanation",

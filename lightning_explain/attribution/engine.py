@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from lightning_explain.attribution.passes import guided_gradient_pass
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, get_spec, method_names
+from lightning_explain.core.attention import find_attention
 from lightning_explain.core.gradients import check_inputs, gradient_pass
 from lightning_explain.core.layers import LayerSpec, resolve_layer
 from lightning_explain.core.layout import LayerLayout
@@ -111,6 +112,9 @@ def compute_explanation(
     specs = [get_spec(m) for m in methods]
     check_inputs(inputs, need_float=any(s.needs_float for s in specs))
     name, module = _layer(model, inputs, layer, specs)
+    for spec in specs:
+        if spec.needs_attention:
+            find_attention(model, spec.name)  # a model without attention is refused before any pass runs
     passes = set().union(*(s.passes for s in specs))
     logits = resolved = activation = plain = guided = None
     if "plain" in passes:

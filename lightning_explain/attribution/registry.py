@@ -101,6 +101,8 @@ class MethodSpec:
         needs_float: it differentiates or perturbs the inputs, so they must be floating point.
         needs_images: it works on images (N, C, H, W) only; ``images_reason`` says why, in the error.
         images_reason: completes "{name} ... (N, C, H, W)" in the error for non-image inputs.
+        needs_attention: it reads a vision transformer's attention probabilities; the engine refuses a model
+            without attention it recognises (:func:`~lightning_explain.core.attention.find_attention`).
         defaults: its keyword options and their defaults (what ``options={name: {...}}`` may set).
         check: called with every option (defaults filled in) at configuration time; raises ``ValueError``
             for a bad value. Checks that need the inputs (a baseline's shape) belong in ``compute``.
@@ -116,6 +118,7 @@ class MethodSpec:
     needs_float: bool = False
     needs_images: bool = False
     images_reason: str = "works on images"
+    needs_attention: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[..., None] | None = None
     output: str = "map"
