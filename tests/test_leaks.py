@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 
+import pytest
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -83,3 +84,31 @@ def test_a_long_run_with_an_event_at_every_step_does_not_grow(tmp_path):
     assert abs(late_tensors - early_tensors) <= MAX_PENDING_IMAGES
     assert late_resident - early_resident < 30 * MiB
     assert_no_hooks(model)
+
+
+def test_thousands_of_explanations_of_a_vision_transformer_leave_nothing_behind():
+    """The token-layer path (layout detection, prefix tokens), a ModelOutput's logits and the attention rollout."""
+
+    pytest.importorskip("transformers")
+    import transformers
+    from vit_models import vit_config
+
+    torch.manual_seed(0)
+    model = transformers.ViTForImageClassification(vit_config(classes=3)).eval()  # returns a ModelOutput
+    inputs = torch.randn(4, 3, 16, 16)
+    methods = ("saliency", "grad_cam", "attention_rollout")
+
+    def call():
+        maps = explain(model, inputs, target=torch.tensor([0, 1, 2, 0]), methods=methods)
+        assert all(m.grad_fn is None and not m.requires_grad for m in maps.values())
+        return maps
+
+    for _ in range(50):
+        call()
+    tensors, resident = live_tensors(), resident_bytes()
+    for _ in range(1000):
+        call()
+    assert live_tensors() == tensors
+    assert resident_bytes() - resident < 20 * MiB
+    assert_no_hooks(model)
+    assert all(p.grad is None for p in model.parameters())
