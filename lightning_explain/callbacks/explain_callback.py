@@ -13,6 +13,7 @@ from lightning_explain._compat import MisconfigurationException, rank_zero_info
 from lightning_explain.analysis.map_statistics import ChangeSeries, map_ranks, top_mass
 from lightning_explain.attribution import Explanation, compute_explanation
 from lightning_explain.attribution.engine import check_methods, check_options
+from lightning_explain.callbacks._explained_layer import describe_run, layer_markdown
 from lightning_explain.callbacks._heads import (
     detect_head,
     head_target,
@@ -214,7 +215,9 @@ class ExplainCallback(ScheduledProbeCallback):
                 f"(N, C, h, w), but layer {explanation.layer_name!r} gives {tuple(activation.shape)}. Choose a "
                 "convolutional layer with layer=, or drop 'feature_maps' from methods."
             )
-        rank_zero_info(self._describe_run())
+        rank_zero_info(
+            describe_run(type(self).__name__, self.methods, self._head, self._layer_name, self._layer_layout)
+        )
         return explanation
 
     def _channels(self, activation: Tensor | None) -> Tensor | None:
@@ -223,14 +226,6 @@ class ExplainCallback(ScheduledProbeCallback):
         if activation is None or layout is None or activation.ndim != len(layout.shape):
             return activation
         return layout.feature_maps(activation)
-
-    def _describe_run(self) -> str:
-        text = f"ExplainCallback: {', '.join(self.methods)} for the {self._head} head"
-        if self._layer_name is not None:
-            text += f", layer {self._layer_name!r}"
-            if self._layer_layout is not None:
-                text += f" ({self._layer_layout.describe()})"
-        return text + "."
 
     def _compute(self, pl_module: Any) -> Explanation:
         return self._explain(pl_module)
@@ -253,7 +248,8 @@ class ExplainCallback(ScheduledProbeCallback):
         labels = outcome_labels(self._head, samples, len(self._device_probe.inputs))
         outlines = explanation.target.mask if self._head == "segmentation" and explanation.target else None
         if not self._layer_logged and self._layer_name is not None:
-            self._writer.text(f"{self.prefix}/layer", self._layer_text(), step)
+            text = layer_markdown(self._layer_name, self._head, self._layer_layout)
+            self._writer.text(f"{self.prefix}/layer", text, step)
             self._layer_logged = True
         for method, maps in explanation.maps.items():
             if not bool(torch.isfinite(maps).all()):
@@ -293,16 +289,6 @@ class ExplainCallback(ScheduledProbeCallback):
                 metadata = grid_metadata(method, step, image.shape, cells[method], samples)
             self._writer.image(f"{self.prefix}/{method}", image.cpu().numpy(), step, metadata=metadata)
         self._writer.scalars(scalars, step)
-
-    def _layer_text(self) -> str:
-        """The explained layer, for TensorBoard's Text tab (markdown)."""
-        lines = [f"**Layer explained:** `{self._layer_name}`", f"**Head:** {self._head}"]
-        if self._layer_layout is not None:
-            layout = self._layer_layout
-            lines.append(f"**Layout:** {layout.describe()}")
-            if layout.kind == "tokens":
-                lines.append(f"**Prefix tokens dropped:** {layout.prefix_tokens}; **patch grid:** {layout.grid}")
-        return "  \n".join(lines)
 
     def _scale_for(self, method: str, maps: Tensor) -> str | float:
         if self.color_scale == "per_image":
