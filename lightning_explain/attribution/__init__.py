@@ -23,6 +23,7 @@ from lightning_explain.attribution.engine import (
     compute_explanation,
     explain,
 )
+from lightning_explain.attribution.faithfulness import deletion_insertion, energy_in_mask, pointing_game
 from lightning_explain.attribution.feature_attribution import feature_saliency, token_grad_cam
 from lightning_explain.attribution.methods.attention_rollout import attention_rollout
 from lightning_explain.attribution.methods.feature_maps import feature_maps
@@ -71,6 +72,8 @@ __all__ = [
     "check_methods",
     "check_options",
     "compute_explanation",
+    "deletion_insertion",
+    "energy_in_mask",
     "explain",
     "feature_maps",
     "feature_saliency",
@@ -84,6 +87,7 @@ __all__ = [
     "integrated_gradients",
     "method_names",
     "occlusion",
+    "pointing_game",
     "register",
     "registered",
     "resolve_layer",
