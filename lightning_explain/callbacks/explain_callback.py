@@ -21,6 +21,7 @@ from lightning_explain.callbacks._heads import (
     outcome_labels,
     sample_outcomes,
 )
+from lightning_explain.callbacks._quality import HEAD_SCORES, check_masks_for_probe, check_quality, quality_scalars
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks._target_choice import check_target_choice
 from lightning_explain.callbacks.probe import Probe
@@ -89,6 +90,14 @@ class ExplainCallback(ScheduledProbeCallback):
             default understands tensors, ``(inputs, targets, ...)`` tuples and common dict keys.
         output: the tensor of the model's output to read: ``None`` = a tensor as is, a dict's or ModelOutput's
             ``logits``, a tuple's first element; or a key, an index or a callable (see ``select_output``).
+        quality: faithfulness and localisation metrics logged per method and event, beside random maps
+            (``{prefix}/random/...``): ``"deletion"`` / ``"insertion"`` (``{prefix}/{method}/deletion_auc``,
+            ``insertion_auc``: the target score's area as the top-ranked pixels are removed / restored, see
+            :func:`~lightning_explain.attribution.deletion_insertion`), ``"pointing_game"`` and
+            ``"energy_in_mask"`` (need ``masks``). ``None`` (default) = off: deletion and insertion cost about
+            ``2 * 20`` forward passes of the probe per method and event.
+        masks: bool (N, H, W), one per probe sample in the probe's order: where the object is, for the
+            localisation metrics.
         prefix: the logging namespace.
 
     Example::
@@ -115,10 +124,13 @@ class ExplainCallback(ScheduledProbeCallback):
         overlay_alpha: float = 0.8,
         unpack_batch: Callable[[Any], tuple[Tensor, Tensor | None]] | None = None,
         output: OutputSpec = None,
+        quality: Sequence[str] | None = None,
+        masks: Tensor | None = None,
         prefix: str = "explain",
     ) -> None:
         super().__init__(probe=probe, probe_size=probe_size, unpack_batch=unpack_batch)
         self.output = check_output_spec(output)
+        self.quality, self.masks = check_quality(quality, masks)
         self.methods = check_methods(methods)
         self.method_options = check_options(method_options, self.methods)
         if any("reduce" in opts and opts["reduce"] is None for opts in self.method_options.values()):
@@ -146,6 +158,7 @@ class ExplainCallback(ScheduledProbeCallback):
         self._layer_name: str | None = None
         self._layer_layout: LayerLayout | None = None
         self._layer_logged = False
+        self._device_masks: Tensor | None = None
         self._head = "classification"
         self._target_mode: str | int = "predicted"
         self._fixed_scales: dict[str, float] = {}
@@ -161,6 +174,7 @@ class ExplainCallback(ScheduledProbeCallback):
             every_n_epochs=self.every_n_epochs,
             color_scale=self.color_scale,
             probe_size=self.probe_size,
+            quality=self.quality,
             prefix=self.prefix,
         )
 
@@ -190,6 +204,8 @@ class ExplainCallback(ScheduledProbeCallback):
                 f"{tuple(probe.inputs.shape)}. For tabular (N, F) or sequence (N, T[, D]) inputs use "
                 "FeatureExplainCallback; for custom batches, pass unpack_batch= or probe= with image inputs."
             )
+        check_masks_for_probe(self.masks, probe.inputs)
+        self._device_masks = None if self.masks is None else self.masks.to(probe.inputs.device)
 
     def _dry_run(self, trainer: Any, pl_module: Any) -> Explanation:
         """Find the head, then explain the probe once with the configured layer: a bad output, target, layer or
@@ -281,6 +297,22 @@ class ExplainCallback(ScheduledProbeCallback):
             names.append(f"{self.prefix}/probe_accuracy")
             labelled = targets >= 0 if targets.ndim == 1 else torch.ones_like(correct)
             values.append(correct[labelled.to(correct.device)].float().mean())  # unlabelled (-100) samples left out
+        if self.quality:
+            finite = {m: v for m, v in explanation.maps.items() if bool(torch.isfinite(v).all())}
+            measured = quality_scalars(
+                pl_module,
+                self._device_probe.inputs,
+                finite,
+                explanation.target,
+                metrics=self.quality,
+                masks=self._device_masks,
+                scores=HEAD_SCORES.get(self._head, "logits"),
+                output=self.output,
+                step=step,
+                prefix=self.prefix,
+            )
+            names += list(measured)
+            values += list(measured.values())
         host_values = torch.stack(values).cpu().tolist() if values else []
         scalars = {n: v for n, v in zip(names, host_values, strict=True) if v == v}  # drop NaN (undefined) values
         for method, image in images.items():

@@ -1,0 +1,107 @@
+"""ExplainCallback's ``quality=``: faithfulness and localisation of each method's maps at every event, beside
+random maps (the floor a map has to beat)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lightning_explain._compat import MisconfigurationException
+from lightning_explain.attribution.faithfulness import deletion_insertion, energy_in_mask, pointing_game
+from lightning_explain.core.outputs import OutputSpec
+from lightning_explain.core.targets import Target
+
+QUALITY_METRICS = ("deletion", "insertion", "pointing_game", "energy_in_mask")
+"""The names ``quality=`` takes: deletion and insertion AUCs (faithfulness: forward passes of perturbed probes),
+the pointing game and the energy in the mask (localisation: need ``masks=``)."""
+
+LOCALISATION = ("pointing_game", "energy_in_mask")
+
+SCALAR_NAMES = {
+    "deletion": "deletion_auc",
+    "insertion": "insertion_auc",
+    "pointing_game": "pointing_game",
+    "energy_in_mask": "energy_in_mask",
+}
+"""The scalar each metric is logged as: ``{prefix}/{method}/{name}`` and ``{prefix}/random/{name}``."""
+
+HEAD_SCORES = {"classification": "softmax", "segmentation": "softmax", "multilabel": "sigmoid"}
+"""The score the deletion and insertion curves follow per head (the raw output for regression and callables)."""
+
+
+def check_quality(quality: Sequence[str] | str | None, masks: Any) -> tuple[tuple[str, ...], Tensor | None]:
+    """Validate ``quality=`` and ``masks=`` in ``__init__``; return the metric names and the masks as bool."""
+    if quality is None:
+        if masks is not None:
+            raise ValueError("masks= is read by quality=('pointing_game', 'energy_in_mask'); add them to quality.")
+        return (), None
+    names = (quality,) if isinstance(quality, str) else tuple(dict.fromkeys(quality))
+    unknown = [name for name in names if name not in QUALITY_METRICS]
+    if unknown or not names:
+        raise ValueError(f"quality must name metrics from {list(QUALITY_METRICS)} (or be None), got {quality!r}.")
+    local = [name for name in names if name in LOCALISATION]
+    if local and masks is None:
+        raise ValueError(
+            f"quality={local} needs masks=: one bool (H, W) mask per probe sample, (N, H, W), where the object is."
+        )
+    if masks is not None:
+        if not isinstance(masks, Tensor) or masks.ndim != 3 or masks.shape[0] == 0:
+            shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+            raise ValueError(f"masks must be a tensor (N, H, W), one mask per probe sample; got {shape}.")
+        if not local:
+            raise ValueError("masks= is read by quality=('pointing_game', 'energy_in_mask'); add them to quality.")
+        masks = masks.detach().bool().cpu()
+    return names, masks
+
+
+def check_masks_for_probe(masks: Tensor | None, inputs: Tensor) -> None:
+    """At fit start: one mask per probe sample at the probe's resolution."""
+    if masks is None:
+        return
+    expected = (inputs.shape[0], *inputs.shape[2:])
+    if inputs.ndim != 4 or tuple(masks.shape) != tuple(expected):
+        raise MisconfigurationException(
+            f"ExplainCallback(masks=...) holds masks {tuple(masks.shape)}, but the probe is {tuple(inputs.shape)}: "
+            f"pass one (H, W) mask per probe sample, {tuple(expected)}, in the probe's order (with probe=)."
+        )
+
+
+def quality_scalars(
+    model: nn.Module,
+    inputs: Tensor,
+    maps: dict[str, Tensor],
+    target: Target,
+    *,
+    metrics: Sequence[str],
+    masks: Tensor | None,
+    scores: str,
+    output: OutputSpec,
+    step: int,
+    prefix: str,
+) -> dict[str, Tensor]:
+    """``{scalar name: 0-d tensor}``: each metric's mean over the probe for every method and for random maps.
+
+    The random maps are drawn from a generator of their own seeded with the step (the training streams are not
+    touched, and a resumed run draws the same maps).
+    """
+    generator = torch.Generator(device=inputs.device).manual_seed(int(step))
+    shape = (inputs.shape[0], *inputs.shape[2:])
+    candidates = {**maps, "random": torch.rand(shape, generator=generator, device=inputs.device)}
+    masks = None if masks is None else masks.to(inputs.device)
+    values: dict[str, Tensor] = {}
+    for method, method_maps in candidates.items():
+        key = f"{prefix}/{method}"
+        if "deletion" in metrics or "insertion" in metrics:
+            deletion, insertion = deletion_insertion(model, inputs, method_maps, target, scores=scores, output=output)
+            if "deletion" in metrics:
+                values[f"{key}/{SCALAR_NAMES['deletion']}"] = deletion.mean()
+            if "insertion" in metrics:
+                values[f"{key}/{SCALAR_NAMES['insertion']}"] = insertion.mean()
+        if "pointing_game" in metrics:
+            values[f"{key}/pointing_game"] = pointing_game(method_maps, masks).float().mean()
+        if "energy_in_mask" in metrics:
+            values[f"{key}/energy_in_mask"] = energy_in_mask(method_maps, masks).mean()
+    return values
