@@ -59,7 +59,9 @@ class ExplainCallback(ScheduledProbeCallback):
       maps (0 = the model looks at the same places, 1 = unrelated, up to 2 = reversed), mean over
       the probe;
     - ``{prefix}/{method}/mean``: the mean attribution value (the maps' raw magnitude);
-    - ``{prefix}/probe_accuracy``: accuracy on the probe, when it has labels.
+    - ``{prefix}/probe_accuracy``: accuracy on the probe, when it has labels;
+    - with ``quality=``: ``{prefix}/{method}/deletion_auc``, ``insertion_auc``, ``pointing_game``,
+      ``energy_in_mask``, and the same for random maps, ``{prefix}/random/...``.
 
     Args:
         probe: ``None`` = the first ``probe_size`` samples of the validation data, else of the
