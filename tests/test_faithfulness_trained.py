@@ -27,6 +27,7 @@ from lightning_explain.synthetic import make_shapes
 SIZE = 24
 NOISE = 0.25
 LAYER = "6"  # the last ReLU, before global average pooling
+HALF = 64  # the randomised models are scored on the first 64 held-out images (time)
 
 
 WIDTH = 16
@@ -41,6 +42,11 @@ def build(seed: int = 0, width: int | None = None) -> nn.Sequential:
         nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * w, 4),
     )  # fmt: skip
+
+
+def means(model, x, maps):
+    deletion, insertion = deletion_insertion(model, x, maps)
+    return float(deletion.mean()), float(insertion.mean())
 
 
 def train(model: nn.Module, n: int = 1024, epochs: int = 10, lr: float = 3e-3) -> nn.Module:
@@ -69,21 +75,19 @@ def shapes():
         model = train(build())
         test = make_shapes(128, seed=1, size=SIZE, noise=NOISE)
         rand = torch.rand(len(test), SIZE, SIZE, generator=torch.Generator().manual_seed(0))
-        yield SimpleNamespace(model=model, untrained=untrained, x=test.images, masks=test.masks, random=rand)
+        scored = means(model, test.images, rand)  # random maps, scored by the trained model
+        yield SimpleNamespace(
+            model=model, untrained=untrained, x=test.images, masks=test.masks, random=rand, random_scores=scored
+        )
     finally:
         torch.set_num_threads(threads)
-
-
-def means(model, x, maps):
-    deletion, insertion = deletion_insertion(model, x, maps)
-    return float(deletion.mean()), float(insertion.mean())
 
 
 # --------------------------------------------------------------------------------------- on the trained model
 def test_trained_grad_cam_beats_random_maps_on_deletion_and_insertion(shapes):
     """Measured: Grad-CAM deletion 0.237, insertion 0.720; random maps 0.383, 0.373 (held-out, mean of 128)."""
     cam = means(shapes.model, shapes.x, grad_cam(shapes.model, shapes.x, layer=LAYER))
-    rand = means(shapes.model, shapes.x, shapes.random)
+    rand = shapes.random_scores
     assert cam[0] < rand[0] - 0.07, (cam, rand)
     assert cam[1] > rand[1] + 0.15, (cam, rand)
 
@@ -116,18 +120,19 @@ def cascade_randomised(model: nn.Module) -> nn.Module:
     return randomised.eval()
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_maps_of_a_reinitialised_model_score_as_random_maps_on_it(shapes, seed):
     """Scored by the model they explain, Grad-CAM maps of a re-initialised model are no better than random maps.
 
-    Measured (seeds 1, 2, 3): deletion 0.2647 / 0.2767 / 0.2668 against random maps' 0.2647 / 0.2770 / 0.2672,
-    insertion 0.2647 / 0.2769 / 0.2668 against 0.2647 / 0.2770 / 0.2672: within 0.0005, because the output of a
+    Measured on the first 64 held-out images (seeds 1, 2): deletion 0.2647 / 0.2767 against random maps' 0.2648 /
+    0.2770, insertion 0.2647 / 0.2769 against 0.2648 / 0.2770 (seed 3: the same within 0.0005, as on all 128
+    images): within 0.0005, because the output of a
     freshly initialised model barely depends on its input. Tolerance 0.01: under a tenth of the trained maps'
     margins over random maps (0.146 deletion, 0.347 insertion).
     """
-    model = reinitialised(shapes.model, seed)
-    cam = means(model, shapes.x, grad_cam(model, shapes.x, layer=LAYER))
-    rand = means(model, shapes.x, shapes.random)
+    model, x = reinitialised(shapes.model, seed), shapes.x[:HALF]
+    cam = means(model, x, grad_cam(model, x, layer=LAYER))
+    rand = means(model, x, shapes.random[:HALF])
     assert cam[0] >= rand[0] - 0.01, (cam, rand)
     assert cam[1] <= rand[1] + 0.01, (cam, rand)
 
@@ -136,17 +141,18 @@ def test_maps_of_the_sanity_checks_randomised_model_score_near_random_maps_on_it
     """``sanity_check``'s randomisation of every layer keeps each tensor's mean and spread, so its convolutions
     still respond to bright blobs: scored by that model, its Grad-CAM maps are only a little better than random.
 
-    Measured here: deletion 0.301 against random maps' 0.335 (better by 0.034), insertion 0.351 against 0.334
-    (better by 0.017); in seven other training set-ups tried (512-1,024 images, 8-12 epochs, lr 3e-3 or 1e-2,
-    widths 8 and 16) the gaps were at most 0.048 (deletion) and 0.044 (insertion). The trained model's maps beat
-    random by 0.146 (deletion) and 0.347 (insertion). Tolerance 0.05: above every measured gap, a third of the
-    trained maps' deletion margin and a seventh of their insertion margin.
+    Measured here (the first 64 held-out images; all 128 give the same to 0.001): deletion 0.302 against random
+    maps' 0.335 (better by 0.034), insertion 0.351 against 0.335 (better by 0.017). In nine other training
+    set-ups tried (384-1,024 images, 8-12 epochs, lr 3e-3 or 1e-2, widths 8 and 16, noise 0.25 or 0.35) the gaps
+    were at most 0.049 (deletion) and 0.044 (insertion). The trained model's maps beat random by 0.146 (deletion)
+    and 0.347 (insertion). Tolerance 0.06: above every measured gap, 0.4 of the trained maps' deletion margin and
+    a sixth of their insertion margin.
     """
-    model = cascade_randomised(shapes.model)
-    cam = means(model, shapes.x, grad_cam(model, shapes.x, layer=LAYER))
-    rand = means(model, shapes.x, shapes.random)
-    assert cam[0] >= rand[0] - 0.05, (cam, rand)
-    assert cam[1] <= rand[1] + 0.05, (cam, rand)
+    model, x = cascade_randomised(shapes.model), shapes.x[:HALF]
+    cam = means(model, x, grad_cam(model, x, layer=LAYER))
+    rand = means(model, x, shapes.random[:HALF])
+    assert cam[0] >= rand[0] - 0.06, (cam, rand)
+    assert cam[1] <= rand[1] + 0.06, (cam, rand)
 
 
 def test_scored_by_the_trained_model_randomised_maps_beat_random_maps(shapes):
@@ -159,7 +165,7 @@ def test_scored_by_the_trained_model_randomised_maps_beat_random_maps(shapes):
     """
     maps = grad_cam(cascade_randomised(shapes.model), shapes.x, layer=LAYER)
     cam = means(shapes.model, shapes.x, maps)
-    rand = means(shapes.model, shapes.x, shapes.random)
+    rand = shapes.random_scores
     assert cam[0] < rand[0] - 0.05 and cam[1] > rand[1] + 0.15, (cam, rand)
 
 
