@@ -64,7 +64,8 @@ def deletion_insertion(
             on the clean inputs.
         steps: the number of perturbation steps.
         baseline: what removed pixels become: a number or a tensor broadcastable to ``inputs``.
-        scores: one of :data:`SCORES`.
+        scores: one of ``"softmax"``, ``"sigmoid"``, ``"logits"``
+            (:data:`lightning_explain.attribution.faithfulness.SCORES`).
         chunk_size: perturbed inputs per forward pass.
         output: which tensor of the model's output (see :func:`~lightning_explain.attribution.explain`).
 
