@@ -84,11 +84,29 @@ def test_model_left_exactly_as_found(mixed_model, inputs, call, context):
     assert all(value.dtype == torch.float32 and not value.requires_grad for value in values)
 
 
-@pytest.mark.parametrize("call", CALLS)
-def test_results_do_not_depend_on_the_models_mode(mixed_model, inputs, call):
-    from_train = CALLS[call](mixed_model, inputs)
-    mixed_model.eval()
-    from_eval = CALLS[call](mixed_model, inputs)
+# The methods that read attention, on the small Hugging Face ViT (the toy CNNs have none): the same contract.
+VIT_CALLS = {
+    **{name: (lambda call: lambda model, x: call(model, x, 1))(caller(name)) for name in ATTENTION_METHODS},
+    **{f"{name}-predicted": (lambda call: lambda model, x: call(model, x))(caller(name)) for name in ATTENTION_METHODS},
+    "explain-vit": lambda model, x: explain(model, x, methods=(*ATTENTION_METHODS, "saliency", "grad_cam")),
+}
+
+
+def _mixed(request, kind: str):
+    """The calls of one model kind and its mixed-mode model (CNN methods on the CNN, attention methods on a ViT)."""
+    calls, fixture = {"cnn": (CALLS, "mixed_model"), "vit": (VIT_CALLS, "mixed_vit")}[kind]
+    return calls, request.getfixturevalue(fixture)
+
+
+MIXED_CASES = [("cnn", call) for call in CALLS] + [("vit", call) for call in VIT_CALLS]
+
+
+@pytest.mark.parametrize(("kind", "call"), MIXED_CASES)
+def test_results_do_not_depend_on_the_models_mode(request, inputs, kind, call):
+    calls, model = _mixed(request, kind)
+    from_train = calls[call](model, inputs)
+    model.eval()
+    from_eval = calls[call](model, inputs)
     if isinstance(from_train, dict):
         assert from_train.keys() == from_eval.keys()
         from_train, from_eval = list(from_train.values()), list(from_eval.values())
@@ -100,11 +118,12 @@ def test_results_do_not_depend_on_the_models_mode(mixed_model, inputs, call):
 
 
 @pytest.mark.parametrize("requires_grad", [False, True])
-@pytest.mark.parametrize("call", CALLS)
-def test_input_and_global_rng_left_as_found(mixed_model, inputs, call, requires_grad):
+@pytest.mark.parametrize(("kind", "call"), MIXED_CASES)
+def test_input_and_global_rng_left_as_found(request, inputs, kind, call, requires_grad):
+    calls, model = _mixed(request, kind)
     x = inputs.clone().requires_grad_(requires_grad)
     state = torch.random.get_rng_state()
-    CALLS[call](mixed_model, x)  # Dropout is in train mode: a train-mode forward would draw
+    calls[call](model, x)  # dropout is in train mode: a train-mode forward would draw
     assert torch.equal(torch.random.get_rng_state(), state)
     assert x.requires_grad is requires_grad and x.is_leaf and x.grad is None
     assert torch.equal(x.detach(), inputs)
@@ -137,14 +156,6 @@ def test_model_restored_when_forward_raises(call):
     assert_no_hooks(model)
 
 
-# The methods that read attention, on the small Hugging Face ViT (the toy CNNs have none): the same contract.
-VIT_CALLS = {
-    **{name: (lambda call: lambda model, x: call(model, x, 1))(caller(name)) for name in ATTENTION_METHODS},
-    **{f"{name}-predicted": (lambda call: lambda model, x: call(model, x))(caller(name)) for name in ATTENTION_METHODS},
-    "explain-vit": lambda model, x: explain(model, x, methods=(*ATTENTION_METHODS, "saliency", "grad_cam")),
-}
-
-
 @pytest.mark.parametrize("context", ["plain", "no_grad", "inference_mode"])
 @pytest.mark.parametrize("call", VIT_CALLS)
 def test_vit_left_exactly_as_found(mixed_vit, inputs, call, context):
@@ -162,32 +173,6 @@ def test_vit_left_exactly_as_found(mixed_vit, inputs, call, context):
     assert_no_hooks(model)
     values = result.values() if isinstance(result, dict) else [result]
     assert all(value.dtype == torch.float32 and not value.requires_grad for value in values)
-
-
-@pytest.mark.parametrize("call", VIT_CALLS)
-def test_vit_results_do_not_depend_on_the_models_mode(mixed_vit, inputs, call):
-    from_train = VIT_CALLS[call](mixed_vit, inputs)
-    mixed_vit.eval()
-    from_eval = VIT_CALLS[call](mixed_vit, inputs)
-    if isinstance(from_train, dict):
-        assert from_train.keys() == from_eval.keys()
-        from_train, from_eval = list(from_train.values()), list(from_eval.values())
-    else:
-        from_train, from_eval = [from_train], [from_eval]
-    for a, b in zip(from_train, from_eval, strict=True):
-        assert a.abs().max() > 0
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("requires_grad", [False, True])
-@pytest.mark.parametrize("call", VIT_CALLS)
-def test_vit_input_and_global_rng_left_as_found(mixed_vit, inputs, call, requires_grad):
-    x = inputs.clone().requires_grad_(requires_grad)
-    state = torch.random.get_rng_state()
-    VIT_CALLS[call](mixed_vit, x)  # dropout is in train mode: a train-mode forward would draw
-    assert torch.equal(torch.random.get_rng_state(), state)
-    assert x.requires_grad is requires_grad and x.is_leaf and x.grad is None
-    assert torch.equal(x.detach(), inputs)
 
 
 @pytest.mark.parametrize("fail_at", [1, 2])  # the engine's forward that fixes the target, the method's own
