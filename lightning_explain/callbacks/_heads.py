@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from lightning_explain._compat import MisconfigurationException
-from lightning_explain.callbacks._batches import _class_targets
 from lightning_explain.callbacks.probe import Probe
 from lightning_explain.core.targets import ClassPicker, TargetSpec
 from lightning_explain.render._annotate import sample_labels
@@ -29,6 +28,15 @@ HEADS = ("classification", "multilabel", "regression", "segmentation", "custom")
 
 MULTILABEL_THRESHOLD = 0.5
 """A multi-label sample's explained label counts as predicted where its sigmoid is at least this."""
+
+
+def is_class_labels(targets: Tensor | None) -> bool:
+    """Whether probe targets are class indices, an integer tensor (N,)."""
+    return (
+        isinstance(targets, Tensor)
+        and targets.ndim == 1
+        and not (targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool)
+    )
 
 
 def detect_head(logits: Tensor, targets: Tensor | None, target: Any, owner: str) -> str:
@@ -75,7 +83,7 @@ def head_target_mode(owner: str, head: str, target: Any, targets: Tensor | None)
                 "index, or leave it None (each sample's largest predicted class other than class 0)."
             )
         return "predicted" if target is None else target
-    class_labels = None if targets is None else _class_targets(targets, targets)
+    class_labels = targets if is_class_labels(targets) else None
     from_labels = class_labels is not None and not bool((class_labels < 0).any())
     if target is None:
         return "label" if from_labels else "predicted"
@@ -134,7 +142,7 @@ def sample_outcomes(
     correct = None
     logits = logits.detach().float()
     if head == "classification":
-        if targets is not None and _class_targets(targets, targets) is not None:
+        if is_class_labels(targets):
             outcomes["target"] = targets.cpu().tolist()
             correct = logits.argmax(dim=1) == targets
         confidence, predicted = logits.softmax(dim=1).max(dim=1)

@@ -106,7 +106,7 @@ def find_target_layer(model: nn.Module, inputs: Tensor) -> str:
             return spatial_cells(shape, inputs.shape, modules[name]) > 1
         if len(shape) == 3 and inputs.ndim == 4 and shape[1] > 1:
             try:
-                detect_layout(model, shape, inputs.shape, drop_tokens=prefix)
+                detect_layout(None, shape, inputs.shape, drop_tokens=prefix)  # the prefix read once, above
             except ValueError:
                 return False
             return True
