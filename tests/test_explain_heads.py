@@ -225,3 +225,9 @@ def test_feature_maps_of_a_token_layer_are_drawn_as_the_patch_grids_channels(tmp
     trainer(tmp_path, [callback], logger=logger, max_epochs=1).fit(LitViT(), train_dataloaders=train)
     assert callback.layer_layout.kind == "tokens" and callback.layer_layout.grid == (3, 3)
     assert len(read_tensorboard(logger.log_dir).Images("explain/feature_maps")) == 2
+
+
+def test_a_segment_predicted_nowhere_gets_a_one_time_warning(tmp_path):
+    """Class 3 never appears in the labels (0 to 2), so training pushes it off every pixel."""
+    with pytest.warns(UserWarning, match="predicted on no pixel.*AREA 0%"):
+        run(tmp_path, "segmentation", ExplainCallback(target=3, every_n_steps=1, methods=("saliency",)), outputs=4)

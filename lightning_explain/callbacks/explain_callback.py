@@ -265,6 +265,13 @@ class ExplainCallback(ScheduledProbeCallback):
         samples, correct = sample_outcomes(self._head, explanation.logits, targets, explanation.targets)
         labels = outcome_labels(self._head, samples, len(self._device_probe.inputs))
         outlines = explanation.target.mask if self._head == "segmentation" and explanation.target else None
+        if outlines is not None and 0.0 in samples.get("area", ()):
+            self._warn(
+                "empty-segment",
+                f"at step {step} the explained class is predicted on no pixel of some probe samples, so their "
+                "segmentation score and maps are zero (their bar says AREA 0%); leave target=None to explain each "
+                "sample's largest predicted class.",
+            )
         if not self._layer_logged and self._layer_name is not None:
             text = layer_markdown(self._layer_name, self._head, self._layer_layout)
             self._writer.text(f"{self.prefix}/layer", text, step)
