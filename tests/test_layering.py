@@ -68,7 +68,7 @@ LAYER_RULES: dict[str, tuple[frozenset[str], str]] = {
 }
 
 METHODS_PACKAGE = f"{PACKAGE}.attribution.methods"
-METHOD_BLIND = (f"{PACKAGE}.attribution.engine", f"{PACKAGE}.attribution.registry")
+METHOD_BLIND = (f"{PACKAGE}.attribution.engine", f"{PACKAGE}.attribution.registry", f"{PACKAGE}.attribution.tokens")
 """Modules that must not import any module under attribution/methods/ (at any level, TYPE_CHECKING included)."""
 
 FUNCTION_LEVEL_ALLOWED = {

@@ -37,6 +37,7 @@ from lightning_explain.attribution.methods.occlusion import occlusion
 from lightning_explain.attribution.methods.saliency import saliency
 from lightning_explain.attribution.methods.smoothgrad import smoothgrad
 from lightning_explain.attribution.registry import (
+    INPUT_KINDS,
     MethodContext,
     MethodSpec,
     get_spec,
@@ -44,7 +45,14 @@ from lightning_explain.attribution.registry import (
     register,
     registered,
 )
+from lightning_explain.attribution.tokens import (
+    TOKEN_GRADIENT_METHODS,
+    compute_token_explanation,
+    token_attribution,
+    token_methods,
+)
 from lightning_explain.core.layers import find_target_layer, resolve_layer
+from lightning_explain.core.tokens import Continuation, TokenBatch, find_embedding
 
 METHODS = method_names()
 """Every method name :func:`explain` and ``ExplainCallback(methods=...)`` accept: the registry's, heatmap methods
@@ -61,6 +69,10 @@ transformer's tokens with the prefix tokens dropped and the patch grid restored;
 
 __all__ = [
     "GRADIENT_METHODS",
+    "INPUT_KINDS",
+    "TOKEN_GRADIENT_METHODS",
+    "Continuation",
+    "TokenBatch",
     "INTEGRATION_RULES",
     "METHODS",
     "METHOD_OPTIONS",
@@ -72,11 +84,13 @@ __all__ = [
     "check_methods",
     "check_options",
     "compute_explanation",
+    "compute_token_explanation",
     "deletion_insertion",
     "energy_in_mask",
     "explain",
     "feature_maps",
     "feature_saliency",
+    "find_embedding",
     "find_target_layer",
     "get_spec",
     "gradient_x_input",
@@ -93,7 +107,9 @@ __all__ = [
     "resolve_layer",
     "saliency",
     "smoothgrad",
+    "token_attribution",
     "token_grad_cam",
+    "token_methods",
 ]
 
 _MOVED_TO_ANALYSIS = ("SanityCheckResult", "activation_maximization", "sanity_check", "total_variation")

@@ -30,12 +30,13 @@ GRADIENT_METHODS = ("saliency", "grad_cam")
 """The default methods: both from one forward and one backward pass."""
 
 
-def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    """Validate method names against the registry; return them as a tuple without duplicates, in the given order."""
+def check_methods(methods: Sequence[str], input_kind: str = "dense") -> tuple[str, ...]:
+    """Validate method names against the registry (the methods of ``input_kind``); return them as a tuple without
+    duplicates, in the given order."""
     if isinstance(methods, str):
         methods = (methods,)
     methods = tuple(dict.fromkeys(methods))
-    names = method_names()
+    names = method_names(input_kind)
     if not methods:
         raise ValueError(f"methods must name at least one method; valid choices: {list(names)}.")
     unknown = [m for m in methods if m not in names]
@@ -45,9 +46,10 @@ def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
 
 
 def check_options(
-    options: Mapping[str, Mapping[str, Any]] | None, methods: Sequence[str] | None = None
+    options: Mapping[str, Mapping[str, Any]] | None, methods: Sequence[str] | None = None, input_kind: str = "dense"
 ) -> dict[str, dict[str, Any]]:
-    """Validate ``{method: {option: value}}``: known methods (among ``methods`` if given), their options and values.
+    """Validate ``{method: {option: value}}``: known methods of ``input_kind`` (among ``methods`` if given), their
+    options and values.
 
     Returns only what was given (the defaults are filled in when a method runs).
     """
@@ -56,7 +58,7 @@ def check_options(
     if not isinstance(options, Mapping):
         raise ValueError(f"options must be a dict {{method: {{option: value}}}}, got {type(options).__name__}.")
     checked: dict[str, dict[str, Any]] = {}
-    names = method_names()
+    names = method_names(input_kind)
     for method, values in options.items():
         if method not in names:
             raise ValueError(f"options names unknown method {method!r}; valid choices: {list(names)}.")
@@ -64,7 +66,7 @@ def check_options(
             raise ValueError(f"options are given for {method!r}, which is not in methods={list(methods)}; add it.")
         if not isinstance(values, Mapping):
             raise ValueError(f"options[{method!r}] must be a dict of keyword options, got {type(values).__name__}.")
-        get_spec(method).check_options(values)
+        get_spec(method, input_kind).check_options(values)
         checked[method] = dict(values)
     return checked
 

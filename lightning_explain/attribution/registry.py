@@ -33,6 +33,12 @@ from torch import Tensor, nn
 from lightning_explain.core.gradients import GradientPass
 from lightning_explain.core.layout import LayerLayout
 from lightning_explain.core.targets import Target
+from lightning_explain.core.tokens import TokenBatch
+
+INPUT_KINDS = ("dense", "tokens")
+"""What a method explains: ``"dense"`` inputs (float tensors: images, tables, sequences), differentiated or
+perturbed themselves, or ``"tokens"`` (integer ids of a text model), explained at the embedding layer's output, one
+value per token. The two kinds keep separate names (``saliency`` exists in both)."""
 
 SHARED_PASSES = ("plain", "forward", "guided")
 """The passes the engine runs at most once per call and hands to every method that reads them:
@@ -66,6 +72,9 @@ class MethodContext:
         layer: the layer module itself, when a method needs a layer.
         layout: the layer output's layout (:class:`~lightning_explain.core.layout.LayerLayout`), set by the layer
             methods when they read it (``None`` before, or when no method needs a layer).
+        tokens: token methods only: the :class:`~lightning_explain.core.tokens.TokenBatch` (ids, attention mask,
+            keyword arguments) that calls the model; ``layer`` is then the embedding layer and the plain pass holds
+            its output and gradient.
     """
 
     model: nn.Module
@@ -78,6 +87,7 @@ class MethodContext:
     activation: Tensor | None = None
     layer: nn.Module | None = None
     layout: LayerLayout | None = None
+    tokens: TokenBatch | None = None
 
     @property
     def size(self) -> tuple[int, ...]:
@@ -107,6 +117,9 @@ class MethodSpec:
         check: called with every option (defaults filled in) at configuration time; raises ``ValueError``
             for a bad value. Checks that need the inputs (a baseline's shape) belong in ``compute``.
         output: ``"map"`` (a heatmap) or ``"activation"`` (the layer's output, such as feature maps).
+        input_kind: ``"dense"`` or ``"tokens"`` (:data:`~lightning_explain.attribution.registry.INPUT_KINDS`): a
+            token method reads the plain pass at the embedding layer (``context.plain.activation`` and
+            ``activation_grad``, (N, T, D)) and returns one value per token (N, T).
     """
 
     name: str
@@ -122,8 +135,11 @@ class MethodSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[..., None] | None = None
     output: str = "map"
+    input_kind: str = "dense"
 
     def __post_init__(self) -> None:
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"{self.name}: input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}.")
         unknown = set(self.passes) - set(SHARED_PASSES)
         if unknown:
             raise ValueError(f"{self.name}: unknown shared pass(es) {sorted(unknown)}; choose from {SHARED_PASSES}.")
@@ -149,38 +165,42 @@ class MethodSpec:
         return given
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+_REGISTRY: dict[tuple[str, str], MethodSpec] = {}
 
 
 def register(spec: MethodSpec) -> MethodSpec:
-    """Add ``spec`` to the registry (once per name) and return it.
+    """Add ``spec`` to the registry (once per name and input kind) and return it.
 
     Raises:
-        ValueError: another spec already has that name.
+        ValueError: another spec of the same input kind already has that name.
     """
-    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"A method named {spec.name!r} is already registered; choose another name.")
-    _REGISTRY[spec.name] = spec
+    key = (spec.input_kind, spec.name)
+    if key in _REGISTRY and _REGISTRY[key] is not spec:
+        raise ValueError(f"A {spec.input_kind} method named {spec.name!r} is already registered; choose another name.")
+    _REGISTRY[key] = spec
     return spec
 
 
-def registered() -> tuple[MethodSpec, ...]:
-    """Every registered spec: heatmap methods that read the shared passes, then those that run their own passes,
-    then those that return activations; in registration order (the methods package imports by name) within each."""
-    return tuple(sorted(_REGISTRY.values(), key=lambda s: (s.output != "map", not s.passes)))
+def registered(input_kind: str = "dense") -> tuple[MethodSpec, ...]:
+    """Every registered spec of ``input_kind``: heatmap methods that read the shared passes, then those that run
+    their own passes, then those that return activations; in registration order (the methods package imports by
+    name) within each."""
+    specs = [spec for (kind, _), spec in _REGISTRY.items() if kind == input_kind]
+    return tuple(sorted(specs, key=lambda s: (s.output != "map", not s.passes)))
 
 
-def method_names() -> tuple[str, ...]:
+def method_names(input_kind: str = "dense") -> tuple[str, ...]:
     """The names of :func:`registered`, in its order."""
-    return tuple(spec.name for spec in registered())
+    return tuple(spec.name for spec in registered(input_kind))
 
 
-def get_spec(name: str) -> MethodSpec:
-    """The spec registered as ``name``.
+def get_spec(name: str, input_kind: str = "dense") -> MethodSpec:
+    """The spec of ``input_kind`` registered as ``name``.
 
     Raises:
-        ValueError: no method has that name; the message lists the valid ones.
+        ValueError: no method of that kind has that name; the message lists the valid ones.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown method {name!r}; valid choices: {list(method_names())}.")
-    return _REGISTRY[name]
+    if (input_kind, name) not in _REGISTRY:
+        kind = "" if input_kind == "dense" else f" for {input_kind}"
+        raise ValueError(f"Unknown method {name!r}{kind}; valid choices: {list(method_names(input_kind))}.")
+    return _REGISTRY[(input_kind, name)]

@@ -9,7 +9,7 @@ touched, and every hook is removed, also when an exception escapes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +19,16 @@ from lightning_explain.core.compiled import eager_view, uncompiled
 from lightning_explain.core.outputs import OutputSpec, select_output
 from lightning_explain.core.rng import preserved_torch_rng
 from lightning_explain.core.targets import Target, TargetSpec, resolve_target
+
+ForwardFn = Callable[[nn.Module, Tensor], object]
+"""``(model, inputs) -> output``: how a pass calls the model on its inputs; ``None`` = ``model(inputs)``. Token
+models are called through a :class:`~lightning_explain.core.tokens.TokenBatch`, which passes the attention mask and
+the other keyword arguments their ``forward`` takes."""
+
+
+def call_model(model: nn.Module, inputs: Tensor, forward: ForwardFn | None = None) -> object:
+    """``forward(model, inputs)``, or ``model(inputs)`` when ``forward`` is ``None``."""
+    return model(inputs) if forward is None else forward(model, inputs)
 
 
 @contextlib.contextmanager
@@ -126,6 +136,8 @@ def gradient_pass(
     layer_name: str = "",
     input_grad: bool = True,
     output: OutputSpec = None,
+    forward: ForwardFn | None = None,
+    layer_value: Tensor | None = None,
 ) -> GradientPass:
     """Run one forward and one backward pass and return the gradients the methods need.
 
@@ -138,6 +150,10 @@ def gradient_pass(
         input_grad: whether ``dS/dx`` is wanted.
         output: which tensor of the model's output to explain (:func:`~lightning_explain.core.outputs.select_output`);
             a resolved :class:`~lightning_explain.core.targets.Target` brings its own.
+        forward: how to call the model on ``inputs`` (:data:`ForwardFn`); ``None`` = ``model(inputs)``.
+        layer_value: a tensor that replaces the layer's output in this pass (``activation`` and
+            ``activation_grad`` are then its own and the gradient with respect to it): integrated gradients at a
+            layer, such as a text model's embedding, run the model on points between two of its outputs.
     """
     if layer is None and not input_grad:
         raise ValueError("gradient_pass needs input_grad=True or a layer; it was asked for nothing.")
@@ -147,10 +163,11 @@ def gradient_pass(
             x.requires_grad_(True)
         captured: list[Tensor] = []
         if layer is not None:
-            handles.append(layer.register_forward_hook(_capture_output(captured, keep_upstream=input_grad)))
+            capture = _capture_output(captured, keep_upstream=input_grad, replace=layer_value)
+            handles.append(layer.register_forward_hook(capture))
         if isinstance(target, Target):
             output = target.output
-        logits = select_output(uncompiled(model)(x), output)
+        logits = select_output(call_model(uncompiled(model), x, forward), output)
         if layer is not None:
             _check_captured(captured, layer_name)
         resolved = resolve_target(logits, target, output)
@@ -171,12 +188,13 @@ def gradient_pass(
     return result
 
 
-def _capture_output(captured: list[Tensor], *, keep_upstream: bool):
+def _capture_output(captured: list[Tensor], *, keep_upstream: bool, replace: Tensor | None = None):
     """A forward hook that records the layer's output and hands a clone downstream.
 
     The clone keeps an in-place op that follows the layer (``ReLU(inplace=True)``) from
     overwriting the recorded values. Without input gradients the recorded tensor is a
     fresh leaf, so the backward pass stops at the layer instead of running to the input.
+    With ``replace``, a leaf copy of that tensor (of the output's shape) stands in for the output.
     """
 
     def hook(module: nn.Module, args: tuple, output: object) -> Tensor:
@@ -185,7 +203,15 @@ def _capture_output(captured: list[Tensor], *, keep_upstream: bool):
                 f"Grad-CAM needs a layer whose output is a tensor; {type(module).__name__} returned "
                 f"{type(output).__name__}. Choose another layer with layer=..."
             )
-        recorded = output if keep_upstream else output.detach().requires_grad_(True)
+        if replace is not None:
+            if tuple(replace.shape) != tuple(output.shape):
+                raise ValueError(
+                    f"The value that replaces the output of {type(module).__name__} has shape {tuple(replace.shape)}, "
+                    f"but the layer returned {tuple(output.shape)}."
+                )
+            recorded = replace.detach().to(output.dtype).requires_grad_(True)
+        else:
+            recorded = output if keep_upstream else output.detach().requires_grad_(True)
         captured.append(recorded)
         return recorded.clone()
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_explain.core.compiled import uncompiled
-from lightning_explain.core.gradients import explanation_mode
+from lightning_explain.core.gradients import ForwardFn, call_model, explanation_mode
 from lightning_explain.core.outputs import OutputSpec, select_output
 from lightning_explain.core.targets import TargetSpec, select_targets
 
@@ -41,6 +41,7 @@ def record_outputs(
     *,
     recorder: Recorder = keep_tensor_copy,
     before: bool = False,
+    forward: ForwardFn | None = None,
 ) -> tuple[object, dict[str, list]]:
     """One forward pass of ``model`` in eval mode under ``no_grad``, recording what each module returned.
 
@@ -52,6 +53,8 @@ def record_outputs(
             refuse an output (the error escapes, the hooks are removed).
         before: hook the call instead of its result (a forward pre-hook): the recorder gets the
             positional arguments; used to learn the order modules are called in.
+        forward: how to call the model on ``inputs`` (:data:`~lightning_explain.core.gradients.ForwardFn`, e.g. a
+            :class:`~lightning_explain.core.tokens.TokenBatch`); ``None`` = ``model(inputs)``.
 
     Returns:
         ``(the model's output, {name: [what the recorder kept, one item per call, in call order]})``.
@@ -72,7 +75,7 @@ def record_outputs(
         for name, module in modules.items():
             hook = hook_for(name)
             handles.append(module.register_forward_pre_hook(hook) if before else module.register_forward_hook(hook))
-        output = uncompiled(model)(inputs.detach().clone())
+        output = call_model(uncompiled(model), inputs.detach().clone(), forward)
     return output, recorded
 
 

@@ -12,6 +12,9 @@ The heads it knows, by the shape of the (selected) output:
   pixels predicted as that class (the mask fixed from the unperturbed prediction, as pytorch-grad-cam's
   ``SemanticSegmentationTarget``). ``None`` = the predicted class covering most pixels, class 0 (background by
   convention) only when nothing else is predicted;
+- a causal language model's logits (N, T, V), through a :class:`TokenTarget`: a token per sample, read at each
+  sample's last prompt position (``None`` = the predicted next token); a continuation of several tokens reads their
+  log-probabilities at consecutive positions (:class:`~lightning_explain.core.tokens.Continuation`);
 - anything else through a callable ``(output) -> (N,) scores`` (detection, embeddings, multi-task heads).
 
 Example:
@@ -54,6 +57,24 @@ class ClassPicker:
 
 
 @dataclass(frozen=True)
+class TokenTarget:
+    """What a text model's sample is explained for, whatever its head turns out to be.
+
+    For per-token logits (N, T, V) (a causal language model): the token ``target`` (``None`` = the predicted one,
+    an ``int`` token id for every sample, or a LongTensor (N,)) read at ``positions``, each sample's last prompt
+    position, so the score is the logit of the next token. For any other output, ``target`` as it is (a class, a
+    score). Resolved by :func:`resolve_target` once the model's output is known.
+
+    Attributes:
+        positions: (N,) the position whose logits predict the next token (the last real token of each prompt).
+        target: the :data:`TargetSpec` to resolve at those positions (or on the output as it is).
+    """
+
+    positions: Tensor
+    target: object = None
+
+
+@dataclass(frozen=True)
 class Target:
     """What each sample of one batch is explained for, resolved once and shared by every pass.
 
@@ -62,12 +83,18 @@ class Target:
         mask: segmentation only: the pixels predicted as the sample's class (N, H, W), fixed at resolution.
         score_fn: a user's callable ``(output) -> (N,)``, when given.
         output: which tensor of the model's output is read (:func:`~lightning_explain.core.outputs.select_output`).
+        position: per-token outputs (N, T, V) only: the position each token in ``index`` is read at, (N,) or (N, L)
+            (``index`` then has the same shape).
+        log_softmax: read log-probabilities at ``position`` instead of logits, summed over the L tokens (a
+            continuation's log-likelihood).
     """
 
     index: Tensor | None = None
     mask: Tensor | None = None
     score_fn: ScoreFn | None = None
     output: OutputSpec = None
+    position: Tensor | None = None
+    log_softmax: bool = False
 
     def select(self, raw_output: object) -> Tensor:
         """The explained tensor of the model's raw output."""
@@ -85,21 +112,40 @@ class Target:
             return scores
         if self.index is None:
             return logits.reshape(logits.shape[0])
+        if self.position is not None:
+            return self._token_scores(logits)
         picked = logits.gather(1, self.index.view(-1, *([1] * (logits.ndim - 1))).expand(-1, 1, *logits.shape[2:]))
         if self.mask is None:
             return picked[:, 0]
         return (picked[:, 0] * self.mask.to(picked.dtype)).flatten(1).sum(dim=1)
 
+    def _token_scores(self, logits: Tensor) -> Tensor:
+        if logits.ndim != 3:
+            raise ValueError(
+                f"This target reads token positions of per-token logits (N, T, V), but the output has shape "
+                f"{tuple(logits.shape)}. Leave target=None (or give a class) for a model with one output per sample."
+            )
+        n = logits.shape[0]
+        rows = torch.arange(n, device=logits.device)[:, None]
+        picked = logits[rows, self.position.view(n, -1).to(logits.device)]  # (N, L, V)
+        if self.log_softmax:
+            picked = picked.float().log_softmax(dim=-1)
+        return picked.gather(2, self.index.view(n, -1, 1).to(logits.device)).flatten(1).sum(dim=1)
+
     def repeat(self, copies: int) -> Target:
         """The target for ``copies`` stacked copies of the batch (copy-major), as the multi-pass methods run them."""
         if copies == 1:
             return self
-        index = None if self.index is None else self.index.repeat(copies)
-        mask = None if self.mask is None else self.mask.repeat(copies, *([1] * (self.mask.ndim - 1)))
+        index, mask, position = (_stack(t, copies) for t in (self.index, self.mask, self.position))
         score_fn = self.score_fn
         if score_fn is not None:
             score_fn = _per_copy(score_fn, copies)
-        return replace(self, index=index, mask=mask, score_fn=score_fn)
+        return replace(self, index=index, mask=mask, score_fn=score_fn, position=position)
+
+
+def _stack(values: Tensor | None, copies: int) -> Tensor | None:
+    """``copies`` copies of per-sample values (N, ...) stacked along the first dimension (``None`` stays ``None``)."""
+    return None if values is None else values.repeat(copies, *([1] * (values.ndim - 1)))
 
 
 def _per_copy(score_fn: ScoreFn, copies: int) -> ScoreFn:
@@ -119,6 +165,10 @@ def resolve_target(logits: Tensor, target: TargetSpec | Target, output: OutputSp
     """
     if isinstance(target, Target):
         return target
+    if isinstance(target, TokenTarget):
+        if logits.ndim == 3 and _is_class_choice(target.target):
+            return _next_token_target(logits, target, output)
+        target = target.target
     if isinstance(target, ClassPicker):
         with torch.inference_mode(False):
             target = target.pick(logits.detach())
@@ -128,6 +178,21 @@ def resolve_target(logits: Tensor, target: TargetSpec | Target, output: OutputSp
         if logits.ndim == 4:
             return _segment_target(logits, target, output)
         return Target(index=select_targets(logits, target), output=output)
+
+
+def _is_class_choice(target: object) -> bool:
+    """Whether ``target`` names classes (``None``, an int, a tensor of indices), not a callable or a picker."""
+    return target is None or isinstance(target, Tensor) or is_int(target)
+
+
+def _next_token_target(logits: Tensor, target: TokenTarget, output: OutputSpec) -> Target:
+    with torch.inference_mode(False):
+        positions = target.positions.to(logits.device).long().clone()
+        if positions.shape != (logits.shape[0],):
+            shape = tuple(positions.shape)
+            raise ValueError(f"TokenTarget.positions must be (N,) = ({logits.shape[0]},), got {shape}.")
+        rows = logits.detach()[torch.arange(logits.shape[0], device=logits.device), positions]  # (N, V)
+        return Target(index=select_targets(rows, target.target), position=positions, output=output)
 
 
 def _segment_target(logits: Tensor, target: TargetSpec, output: OutputSpec) -> Target:
