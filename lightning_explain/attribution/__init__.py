@@ -45,6 +45,7 @@ from lightning_explain.attribution.registry import (
     register,
     registered,
 )
+from lightning_explain.attribution.token_faithfulness import token_deletion_insertion
 from lightning_explain.attribution.tokens import (
     TOKEN_GRADIENT_METHODS,
     compute_token_explanation,
@@ -108,6 +109,7 @@ __all__ = [
     "saliency",
     "smoothgrad",
     "token_attribution",
+    "token_deletion_insertion",
     "token_grad_cam",
     "token_methods",
 ]

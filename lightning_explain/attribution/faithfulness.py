@@ -142,36 +142,52 @@ def _check_maps(maps: Tensor, inputs: Tensor) -> Tensor:
     return maps
 
 
-def _check_masks(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
-    if not isinstance(maps, Tensor) or maps.ndim != 3:
-        raise ValueError(f"maps must be (N, H, W), got {tuple(maps.shape) if isinstance(maps, Tensor) else maps!r}.")
-    if not isinstance(masks, Tensor) or masks.shape[-2:] != maps.shape[-2:] or masks.ndim not in (2, 3):
-        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(
-            f"masks must be bool (N, H, W) or (H, W) at the maps' resolution {tuple(maps.shape[1:])}, got {shape}."
-        )
+def _check_masks(maps: Tensor, masks: Tensor, within: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    if not isinstance(maps, Tensor) or maps.ndim not in (2, 3):
+        shape = tuple(maps.shape) if isinstance(maps, Tensor) else maps
+        raise ValueError(f"maps must be (N, H, W) (or one value per token, (N, T)), got {shape!r}.")
+    grid = maps.shape[1:]
+    for name, value in (("masks", masks), ("within", within)):
+        if value is None and name == "within":
+            continue
+        if (
+            not isinstance(value, Tensor)
+            or value.shape[-len(grid) :] != grid
+            or value.ndim not in (len(grid), maps.ndim)
+        ):
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"{name} must be bool shaped like the maps {tuple(maps.shape)} or one {tuple(grid)} for every map, "
+                f"got {shape}."
+            )
     masks = masks.to(maps.device).bool().expand_as(maps)
-    return maps.detach().float(), masks
+    within = torch.ones_like(masks) if within is None else within.to(maps.device).bool().expand_as(maps)
+    return maps.detach().float(), masks, within
 
 
-def pointing_game(maps: Tensor, masks: Tensor) -> Tensor:
+def pointing_game(maps: Tensor, masks: Tensor, within: Tensor | None = None) -> Tensor:
     """Whether each map's maximum lies inside its mask: bool (N,). A constant map (no maximum) misses.
 
     Args:
-        maps: (N, H, W).
-        masks: bool (N, H, W), or one (H, W) for every map: where the object is.
+        maps: (N, H, W), or one value per token (N, T).
+        masks: bool, shaped like ``maps`` or one mask for every map: where the object (or the keyword) is.
+        within: optional bool shaped like ``masks``: the entries that take part (a text's real tokens, not its
+            padding); the maximum is taken over them.
     """
-    maps, masks = _check_masks(maps, masks)
-    flat = maps.flatten(1)
+    maps, masks, within = _check_masks(maps, masks, within)
+    flat = maps.flatten(1).masked_fill(~within.flatten(1), float("-inf"))
     peak = flat.argmax(dim=1)
     hit = masks.flatten(1).gather(1, peak[:, None])[:, 0]
-    return hit & (flat.amax(dim=1) > flat.amin(dim=1))
+    lowest = maps.flatten(1).masked_fill(~within.flatten(1), float("inf")).amin(dim=1)
+    return hit & (flat.amax(dim=1) > lowest)
 
 
-def energy_in_mask(maps: Tensor, masks: Tensor) -> Tensor:
+def energy_in_mask(maps: Tensor, masks: Tensor, within: Tensor | None = None) -> Tensor:
     """The share of each map's positive attribution inside its mask, float32 (N,) in [0, 1] (0 for a map with
-    no positive value): the energy-based pointing game of Score-CAM (Wang et al. 2020)."""
-    maps, masks = _check_masks(maps, masks)
+    no positive value): the energy-based pointing game of Score-CAM (Wang et al. 2020). ``maps``, ``masks`` and
+    ``within`` as in :func:`pointing_game`."""
+    maps, masks, within = _check_masks(maps, masks, within)
+    maps = maps * within
     positive = maps.clamp(min=0).flatten(1)
     inside = (positive * masks.flatten(1)).sum(dim=1)
     total = positive.sum(dim=1)

@@ -272,6 +272,7 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
             "last_event_step": self._last_event_step,
             "probe_inputs": None if probe is None else probe.inputs,
             "probe_targets": None if probe is None else probe.targets,
+            "probe_forward_kwargs": {} if probe is None else dict(probe.forward_kwargs),
         }
         return {**state, **self._extra_state()}
 
@@ -279,7 +280,8 @@ class ProbeEventCallback(FitStartChecks, *CALLBACK_BASES):
         """Continue the series saved by :meth:`state_dict`."""
         self._last_event_step = state_dict.get("last_event_step")
         if state_dict.get("probe_inputs") is not None:
-            self._probe = Probe(state_dict["probe_inputs"], state_dict.get("probe_targets"))
+            kwargs = dict(state_dict.get("probe_forward_kwargs") or {})
+            self._probe = Probe(state_dict["probe_inputs"], state_dict.get("probe_targets"), kwargs)
         self._load_extra_state(state_dict)
 
     def _extra_state(self) -> dict[str, Any]:

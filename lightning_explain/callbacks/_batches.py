@@ -58,30 +58,48 @@ def _collate_first(dataloader: DataLoader, size: int) -> Any:
 
 def _iterate_until(
     dataloader: Any, size: int, unpack: Callable[[Any], Any], class_targets: bool
-) -> tuple[Tensor, Tensor | None]:
-    all_inputs, all_targets, count = [], [], 0
+) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    all_inputs, all_targets, all_kwargs, count = [], [], [], 0
     for batch in dataloader:
-        inputs, targets = _unpack(unpack, batch, class_targets)
+        inputs, targets, kwargs = _unpack(unpack, batch, class_targets)
         all_inputs.append(inputs)
         all_targets.append(targets)
+        all_kwargs.append(kwargs)
         count += inputs.shape[0]
         if count >= size:
             break
     if not all_inputs:
         raise ValueError("The dataloader yields no batches, so no probe can be taken from it; pass probe=.")
     has_targets = all(t is not None for t in all_targets)
-    return torch.cat(all_inputs), torch.cat(all_targets) if has_targets else None
+    kwargs = {key: torch.cat([k[key] for k in all_kwargs]) for key in all_kwargs[0]}
+    return torch.cat(all_inputs), torch.cat(all_targets) if has_targets else None, kwargs
 
 
-def _unpack(unpack: Callable[[Any], Any], batch: Any, class_targets: bool = True) -> tuple[Tensor, Tensor | None]:
+def _unpack(
+    unpack: Callable[[Any], Any], batch: Any, class_targets: bool = True
+) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    """``(inputs, targets, forward keyword arguments)`` from what ``unpack(batch)`` returns: ``(inputs, targets)``, or
+    ``(inputs, targets, {name: tensor})`` for a model that takes keyword arguments beside its inputs."""
     result = unpack(batch)
-    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Tensor)):
+    kwargs: Any = {}
+    if isinstance(result, tuple) and len(result) == 3:
+        *result, kwargs = result
+        result = tuple(result)
+    well_formed = isinstance(kwargs, dict) and all(isinstance(v, Tensor) for v in kwargs.values())
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Tensor) and well_formed):
         raise ValueError(
-            "unpack_batch must return (inputs, targets) with inputs a tensor and targets a tensor or None; "
-            f"got {type(result).__name__}."
+            "unpack_batch must return (inputs, targets) with inputs a tensor and targets a tensor or None (or, for "
+            f"TokenExplainCallback, (inputs, targets, {{name: tensor}})); got {_shape_of(result, kwargs)}."
         )
     inputs, targets = result
-    return inputs, _targets(targets, inputs, class_targets)
+    return inputs, _targets(targets, inputs, class_targets), dict(kwargs)
+
+
+def _shape_of(result: Any, kwargs: Any) -> str:
+    if isinstance(result, tuple):
+        parts = [type(value).__name__ for value in result] + ([type(kwargs).__name__] if kwargs else [])
+        return f"a tuple of ({', '.join(parts)})"
+    return type(result).__name__
 
 
 def _known_empty(loader: Any) -> bool:

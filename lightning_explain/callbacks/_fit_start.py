@@ -35,13 +35,22 @@ class FitStartChecks:
             first_batch=self._first_batch,
             class_targets=self._class_targets,
         )
-        return Probe(probe.inputs.cpu(), None if probe.targets is None else probe.targets.cpu())
+        if probe.forward_kwargs and not self._takes_forward_kwargs:
+            raise ValueError(
+                f"unpack_batch returned keyword arguments {sorted(probe.forward_kwargs)} beside the inputs, but "
+                f"{type(self).__name__} calls the model with its inputs alone. Return (inputs, targets); for a text "
+                "model whose forward takes input_ids and an attention_mask, use TokenExplainCallback."
+            )
+        return probe.to("cpu")
+
+    _takes_forward_kwargs = False
+    """Whether the callback passes a probe's keyword arguments (``Probe.forward_kwargs``) to the model."""
 
     def _prepare_probe(self, trainer: Any, pl_module: Any) -> Probe:
         """Choose the probe once per series (or keep the one restored from a checkpoint); move it to the model."""
         if self._probe is None:
             given = self._user_probe
-            self._probe = self._take_probe(trainer) if given is None else Probe(given.inputs, given.targets)
+            self._probe = self._take_probe(trainer) if given is None else given.first(len(given))
         else:
             self._check_kept_probe(self._user_probe, self._probe, "probe=")
         self._device_probe = self._on_model(self._probe, pl_module)
@@ -68,7 +77,7 @@ class FitStartChecks:
                 f"the probe's inputs are {moved.inputs.dtype} and the model's parameters {dtype}; the probe is "
                 f"cast to {dtype} (pass a {dtype} probe to silence this note).",
             )
-            moved = Probe(moved.inputs.to(dtype), moved.targets)
+            moved = moved.with_inputs(moved.inputs.to(dtype))
         return moved
 
     def _probes_for_message(self) -> dict[str, Probe | None]:
@@ -123,4 +132,7 @@ def _same_probe(a: Probe, b: Probe) -> bool:
             return x is y
         return x.shape == y.shape and x.dtype == y.dtype and torch.equal(x.cpu(), y.cpu())
 
-    return same(a.inputs, b.inputs) and same(a.targets, b.targets)
+    kwargs_equal = a.forward_kwargs.keys() == b.forward_kwargs.keys() and all(
+        same(a.forward_kwargs[key], b.forward_kwargs[key]) for key in a.forward_kwargs
+    )
+    return same(a.inputs, b.inputs) and same(a.targets, b.targets) and kwargs_equal

@@ -8,7 +8,7 @@ transform, the worker seed), so every draw happens inside :func:`preserved_globa
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -27,7 +27,9 @@ from lightning_explain.callbacks._batches import (  # the loader helpers; each s
 from lightning_explain.core.rng import preserved_global_rng
 
 UnpackBatch = Callable[[Any], "tuple[Tensor, Tensor | None]"]
-"""Turns one batch from a DataLoader into ``(inputs, targets or None)``."""
+"""Turns one batch from a DataLoader into ``(inputs, targets or None)``; a callback that calls the model with keyword
+arguments beside the inputs (:class:`~lightning_explain.callbacks.TokenExplainCallback`) also takes
+``(inputs, targets or None, {name: tensor})``."""
 
 INPUT_KEYS = ("x", "input", "inputs", "image", "images", "pixel_values", "data")
 TARGET_KEYS = ("y", "label", "labels", "target", "targets")
@@ -35,15 +37,32 @@ TARGET_KEYS = ("y", "label", "labels", "target", "targets")
 
 @dataclass
 class Probe:
-    """A fixed batch: ``inputs`` (N, ...) and integer class ``targets`` (N,) or ``None``."""
+    """A fixed batch: ``inputs`` (N, ...), integer class ``targets`` (N,) or ``None``, and the keyword arguments the
+    model's ``forward`` takes beside the inputs (a text model's ``attention_mask``; empty for most models)."""
 
     inputs: Tensor
     targets: Tensor | None = None
+    forward_kwargs: dict[str, Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> Probe:
         """The same probe on ``device``."""
         targets = None if self.targets is None else self.targets.to(device)
-        return Probe(self.inputs.to(device), targets)
+        kwargs = {key: value.to(device) for key, value in self.forward_kwargs.items()}
+        return Probe(self.inputs.to(device), targets, kwargs)
+
+    def first(self, size: int) -> Probe:
+        """Its first ``size`` samples, as detached copies."""
+        n = self.inputs.shape[0]
+
+        def take(value: Tensor) -> Tensor:
+            return (value[:size] if value.ndim and value.shape[0] == n else value).detach().clone()
+
+        targets = None if self.targets is None else take(self.targets)
+        return Probe(take(self.inputs), targets, {key: take(value) for key, value in self.forward_kwargs.items()})
+
+    def with_inputs(self, inputs: Tensor) -> Probe:
+        """The same probe with other inputs (cast, moved), its targets and keyword arguments kept."""
+        return replace(self, inputs=inputs)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -112,6 +131,9 @@ def check_probe_argument(probe: Any, *, class_targets: bool = True, name: str = 
     """
     if probe is None:
         return None
+    if isinstance(probe, Probe):
+        check_probe_inputs(probe.inputs, f"{name}=")
+        return probe.first(len(probe))
     if isinstance(probe, Tensor):
         return Probe(check_probe_inputs(probe.detach().clone(), f"{name}="))
     if isinstance(probe, (tuple, list)) and len(probe) == 2 and isinstance(probe[0], Tensor):
@@ -161,12 +183,10 @@ def probe_from_dataloader(
     unpack = unpack_batch or (lambda batch: default_unpack_batch(batch, class_targets=class_targets))
     with preserved_global_rng():
         if _indexable(dataloader):
-            inputs, targets = _unpack(unpack, _collate_first(dataloader, size), class_targets)
+            probe = Probe(*_unpack(unpack, _collate_first(dataloader, size), class_targets))
         else:
-            inputs, targets = _iterate_until(dataloader, size, unpack, class_targets)
-    inputs = inputs[:size].detach().clone()
-    targets = None if targets is None else targets[:size].detach().clone()
-    return Probe(inputs, targets)
+            probe = Probe(*_iterate_until(dataloader, size, unpack, class_targets))
+    return probe.first(size)
 
 
 def first_dataloader(dataloaders: Any) -> Any:
@@ -183,10 +203,7 @@ def probe_from_batch(
 ) -> Probe:
     """The first ``size`` samples of one batch (e.g. the first one Lightning draws for training), on the CPU."""
     unpack = unpack_batch or (lambda b: default_unpack_batch(b, class_targets=class_targets))
-    inputs, targets = _unpack(unpack, batch, class_targets)
-    return Probe(
-        inputs[:size].detach().cpu().clone(), None if targets is None else targets[:size].detach().cpu().clone()
-    )
+    return Probe(*_unpack(unpack, batch, class_targets)).first(size).to("cpu")
 
 
 def probe_loader(trainer: Any, source: str = "auto") -> tuple[str, Any]:

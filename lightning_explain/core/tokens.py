@@ -204,6 +204,29 @@ def find_embedding(model: nn.Module, batch: TokenBatch) -> nn.Module:
     return embeddings[readers[0]]
 
 
+def padding_token(model: nn.Module, embedding: nn.Module | None, given: int | None, user: str) -> int:
+    """The padding token's id: ``given``, else the model's ``config.pad_token_id`` (the model's or any submodule's),
+    else the embedding's ``padding_idx``.
+
+    Raises:
+        ValueError: none of them is set; the message names ``user`` (what needs it) and ``baseline_token_id=``.
+    """
+    if given is not None:
+        return given
+    for module in model.modules():
+        pad = getattr(getattr(module, "config", None), "pad_token_id", None)
+        if isinstance(pad, int) and not isinstance(pad, bool):
+            return pad
+    padding = getattr(embedding, "padding_idx", None)
+    if isinstance(padding, int):
+        return padding
+    raise ValueError(
+        f"{user} replaces tokens with the padding token, and this model names none (no config.pad_token_id, no "
+        "padding_idx on its embedding). Pass baseline_token_id= (e.g. tokenizer.pad_token_id, or "
+        "tokenizer.eos_token_id for GPT-2-style models)."
+    )
+
+
 def check_embedding_output(activation: Tensor, batch: TokenBatch, name: str) -> Tensor:
     """``activation`` if it holds one vector per token, (N, T, D) for ids (N, T); else a ``ValueError`` naming
     ``embedding=``."""

@@ -1,9 +1,9 @@
-"""A 5x7 bitmap font (digits, capital letters, a little punctuation), drawn with tensor ops.
+"""A 5x7 bitmap font (digits, letters, printable ASCII punctuation), drawn with tensor ops.
 
-Text is written into the logged images (class, confidence, step, the colour scale) without any font
-package: each glyph is seven rows of five bits, the classic character-LCD design, and a line of text
-is one gather from a small table on the image's device. Lower-case letters are drawn as capitals;
-a character without a glyph is drawn as ``?``.
+Text is written into the logged images (class, confidence, step, the colour scale, a text model's tokens)
+without any font package: each glyph is seven rows of five bits, the classic character-LCD design, and a
+line of text is one gather from a small table on the image's device. Lower-case letters are drawn as
+capitals unless ``keep_case=True`` (tokens keep their case); a character without a glyph is drawn as ``?``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 GLYPH_HEIGHT = 7
+TALL_HEIGHT = 9
+"""The height of ``keep_case=True`` text: two rows below the baseline for the descenders of g, j, p, q, y."""
 GLYPH_WIDTH = 5
 ADVANCE = GLYPH_WIDTH + 1  # one blank column between characters
 
@@ -42,19 +44,53 @@ _GLYPHS: dict[str, tuple[int, ...]] = {
     "(": (0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02), ")": (0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08),
     ">": (0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08), "<": (0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02),
     "_": (0, 0, 0, 0, 0, 0, 0x1F), "?": (0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04),
+    # Lower case (drawn only with keep_case=True): x-height of five rows (g, j, p, q, y: see _DESCENDERS).
+    "a": (0, 0, 0x0E, 0x01, 0x0F, 0x11, 0x0F), "b": (0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E),
+    "c": (0, 0, 0x0E, 0x10, 0x10, 0x11, 0x0E), "d": (0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F),
+    "e": (0, 0, 0x0E, 0x11, 0x1F, 0x10, 0x0E), "f": (0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08),
+    "g": (0, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E), "h": (0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11),
+    "i": (0x04, 0, 0x0C, 0x04, 0x04, 0x04, 0x0E), "j": (0x02, 0, 0x06, 0x02, 0x02, 0x12, 0x0C),
+    "k": (0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12), "l": (0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E),
+    "m": (0, 0, 0x1A, 0x15, 0x15, 0x11, 0x11), "n": (0, 0, 0x16, 0x19, 0x11, 0x11, 0x11),
+    "o": (0, 0, 0x0E, 0x11, 0x11, 0x11, 0x0E), "p": (0, 0, 0x1E, 0x11, 0x1E, 0x10, 0x10),
+    "q": (0, 0, 0x0D, 0x13, 0x0F, 0x01, 0x01), "r": (0, 0, 0x16, 0x19, 0x10, 0x10, 0x10),
+    "s": (0, 0, 0x0E, 0x10, 0x0E, 0x01, 0x1E), "t": (0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06),
+    "u": (0, 0, 0x11, 0x11, 0x11, 0x13, 0x0D), "v": (0, 0, 0x11, 0x11, 0x11, 0x0A, 0x04),
+    "w": (0, 0, 0x11, 0x11, 0x15, 0x15, 0x0A), "x": (0, 0, 0x11, 0x0A, 0x04, 0x0A, 0x11),
+    "y": (0, 0, 0x11, 0x11, 0x0F, 0x01, 0x0E), "z": (0, 0, 0x1F, 0x02, 0x04, 0x08, 0x1F),
+    "!": (0x04, 0x04, 0x04, 0x04, 0x04, 0, 0x04), '"': (0x0A, 0x0A, 0, 0, 0, 0, 0),
+    "'": (0x04, 0x04, 0x08, 0, 0, 0, 0), "`": (0x08, 0x04, 0, 0, 0, 0, 0),
+    "#": (0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A), "$": (0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04),
+    "&": (0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D), "*": (0, 0x04, 0x15, 0x0E, 0x15, 0x04, 0),
+    ";": (0, 0x0C, 0x0C, 0, 0x0C, 0x04, 0x08), "@": (0x0E, 0x11, 0x01, 0x0D, 0x15, 0x15, 0x0E),
+    "[": (0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E), "]": (0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E),
+    "{": (0x02, 0x04, 0x04, 0x08, 0x04, 0x04, 0x02), "}": (0x08, 0x04, 0x04, 0x02, 0x04, 0x04, 0x08),
+    "|": (0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04), "~": (0, 0, 0x08, 0x15, 0x02, 0, 0),
+    "^": (0x04, 0x0A, 0x11, 0, 0, 0, 0), "\\": (0, 0x10, 0x08, 0x04, 0x02, 0x01, 0),
 }  # fmt: skip
+_DESCENDERS: dict[str, tuple[int, ...]] = {
+    "g": (0, 0, 0x0F, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x0E), "j": (0x02, 0, 0x06, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C),
+    "p": (0, 0, 0x1E, 0x11, 0x11, 0x11, 0x1E, 0x10, 0x10), "q": (0, 0, 0x0F, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x01),
+    "y": (0, 0, 0x11, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x0E), ",": (0, 0, 0, 0, 0, 0x0C, 0x0C, 0x04, 0x08),
+    ";": (0, 0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0x04, 0x08),
+}  # fmt: skip
+"""Nine-row glyphs (``keep_case=True``) that reach below the baseline; every other glyph gets two empty rows."""
 _INDEX = {char: i for i, char in enumerate(_GLYPHS)}
 _UNKNOWN = _INDEX["?"]
-_tables: dict[torch.device, Tensor] = {}
+_tables: dict[tuple[torch.device, bool], Tensor] = {}
 
 
-def _table(device: torch.device) -> Tensor:
-    """The glyphs as a bool tensor (G, 7, 6) on ``device``: five columns and the blank one after them."""
-    if device not in _tables:
-        rows = torch.tensor(list(_GLYPHS.values()), dtype=torch.int64)  # (G, 7)
+def _table(device: torch.device, tall: bool = False) -> Tensor:
+    """The glyphs as a bool tensor (G, 7, 6) (or (G, 9, 6) when ``tall``, with the descenders) on ``device``: five
+    columns and the blank one after them."""
+    if (device, tall) not in _tables:
+        glyphs = _GLYPHS.values()
+        if tall:
+            glyphs = [_DESCENDERS.get(char, rows + (0, 0)) for char, rows in _GLYPHS.items()]
+        rows = torch.tensor(list(glyphs), dtype=torch.int64)  # (G, 7 or 9)
         bits = torch.tensor([16, 8, 4, 2, 1, 0], dtype=torch.int64)  # the sixth column is always blank
-        _tables[device] = ((rows[:, :, None] & bits) > 0).to(device)
-    return _tables[device]
+        _tables[(device, tall)] = ((rows[:, :, None] & bits) > 0).to(device)
+    return _tables[(device, tall)]
 
 
 def text_width(length: int, scale: int = 1) -> int:
@@ -62,8 +98,13 @@ def text_width(length: int, scale: int = 1) -> int:
     return max(0, length * ADVANCE - 1) * scale
 
 
-def text_masks(lines: list[str], scale: int = 1, device: torch.device | str = "cpu") -> Tensor:
+def text_masks(
+    lines: list[str], scale: int = 1, device: torch.device | str = "cpu", *, keep_case: bool = False
+) -> Tensor:
     """Bool masks (L, 7 * scale, W) of text lines, True where ink is; W fits the longest line.
+
+    ``keep_case``: draw lower-case letters as such (else as capitals, the grids' labels), in masks
+    (L, :data:`TALL_HEIGHT` * scale, W) whose two last rows hold the descenders.
 
     Example:
         >>> text_masks(["OK"]).shape
@@ -74,9 +115,11 @@ def text_masks(lines: list[str], scale: int = 1, device: torch.device | str = "c
     codes = torch.full((len(lines), max(longest, 1)), _INDEX[" "], dtype=torch.int64)
     for row, line in enumerate(lines):
         if line:
-            codes[row, : len(line)] = torch.tensor([_INDEX.get(c, _UNKNOWN) for c in line.upper()])
-    glyphs = _table(device)[codes.to(device)]  # (L, C, 7, 6)
-    masks = glyphs.permute(0, 2, 1, 3).reshape(len(lines), GLYPH_HEIGHT, -1)[:, :, : max(0, longest * ADVANCE - 1)]
+            text = line if keep_case else line.upper()
+            codes[row, : len(line)] = torch.tensor([_INDEX.get(c, _UNKNOWN) for c in text])
+    glyphs = _table(device, keep_case)[codes.to(device)]  # (L, C, 7 or 9, 6)
+    height = glyphs.shape[2]
+    masks = glyphs.permute(0, 2, 1, 3).reshape(len(lines), height, -1)[:, :, : max(0, longest * ADVANCE - 1)]
     if scale > 1:
         masks = masks.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     return masks

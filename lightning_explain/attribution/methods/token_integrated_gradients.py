@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightning_explain.attribution._multipass import DEFAULT_CHUNK_SIZE, check_chunk_size, copies_per_chunk
 from lightning_explain.attribution.methods.integrated_gradients import integration_points
 from lightning_explain.attribution.registry import MethodContext, MethodSpec, register
 from lightning_explain.core.gradients import gradient_pass
 from lightning_explain.core.recording import record_outputs
-from lightning_explain.core.tokens import check_embedding_output
+from lightning_explain.core.tokens import check_embedding_output, padding_token
 from lightning_explain.core.validation import check_int
-
-
-def baseline_token(model: nn.Module, embedding: nn.Module, given: int | None) -> int:
-    """The id every token becomes on the path's start: ``given``, else the model's ``config.pad_token_id`` (the model
-    or any submodule's), else the embedding's ``padding_idx``.
-
-    Raises:
-        ValueError: none of them is set; the message names ``baseline_token_id=``.
-    """
-    if given is not None:
-        return given
-    for module in model.modules():
-        pad = getattr(getattr(module, "config", None), "pad_token_id", None)
-        if isinstance(pad, int) and not isinstance(pad, bool):
-            return pad
-    padding = getattr(embedding, "padding_idx", None)
-    if isinstance(padding, int):
-        return padding
-    raise ValueError(
-        "integrated_gradients starts from a sequence of padding tokens, and this model names none (no "
-        "config.pad_token_id, no padding_idx on its embedding). Pass baseline_token_id= (e.g. "
-        "tokenizer.pad_token_id, or tokenizer.eos_token_id for GPT-2-style models)."
-    )
 
 
 def token_integrated_gradients_from_targets(
@@ -51,7 +28,7 @@ def token_integrated_gradients_from_targets(
     name = context.layer_name or ""
     alphas, weights = integration_points(steps, method)
     ids = batch.input_ids
-    baseline_ids = torch.full_like(ids, baseline_token(model, layer, baseline_token_id))
+    baseline_ids = torch.full_like(ids, padding_token(model, layer, baseline_token_id, "integrated_gradients"))
     both = batch.repeat(2)
     _, recorded = record_outputs(model, torch.cat([ids, baseline_ids]), {name: layer}, forward=both)
     if len(recorded[name]) != 1:
