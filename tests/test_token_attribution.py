@@ -232,12 +232,6 @@ def test_llama_continuation_with_right_padding_matches_captum(llama_model, padde
         assert score.item() < 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integrated_gradients with a Continuation target also moves the continuation's tokens to the baseline "
-    "token along the path and drops their share, so the prompt's values neither match Captum with the continuation "
-    "kept nor sum to S(x) - S(baseline prompt)",
-)
 def test_gpt2_continuation_integrated_gradients_keeps_the_continuation_on_the_path(gpt2_model, padded):
     model = gpt2_model
     ids, mask, _ = padded
@@ -386,26 +380,12 @@ class NoisyClassifier(nn.Module):
 
 
 CONTEXTS = ("train_mode_with_grads", "no_grad", "inference_mode", "inference_mode_ids")
-INFERENCE_MODE_DEFECT = pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="token integrated_gradients builds the path's points outside the pass's inference_mode(False), so under "
-    "torch.inference_mode() they are inference tensors: 'Setting requires_grad=True on inference tensor outside "
-    "InferenceMode is not allowed' (core/gradients.py _capture_output)",
-)
 
 
 def state_cases() -> list:
-    """(method, context) for every token method; integrated gradients under inference mode is a known defect."""
+    """(method, context) for every token method."""
     return [
-        pytest.param(
-            method,
-            context,
-            id=f"{method}-{context}",
-            marks=INFERENCE_MODE_DEFECT if method == "integrated_gradients" and "inference" in context else (),
-        )
-        for method in token_methods()
-        for context in CONTEXTS
+        pytest.param(method, context, id=f"{method}-{context}") for method in token_methods() for context in CONTEXTS
     ]
 
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ from lightning_explain.core.gradients import explanation_mode
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.outputs import OutputSpec, check_output_spec, select_output
 from lightning_explain.core.targets import Target, TargetSpec, TokenTarget, resolve_target
-from lightning_explain.core.tokens import TokenBatch, padding_token, resolve_embedding
+from lightning_explain.core.tokens import Continuation, TokenBatch, padding_token, resolve_embedding
 from lightning_explain.core.validation import check_int
 
 
@@ -60,7 +61,8 @@ def token_deletion_insertion(
         input_ids: token ids (N, T).
         maps: one value per token (N, T), e.g. from :func:`~lightning_explain.attribution.token_attribution`.
         target: what each text's score is, as for :func:`~lightning_explain.attribution.token_attribution`
-            (``None`` = the predicted class, or a causal LM's predicted next token); resolved once on the clean text.
+            (``None`` = the predicted class, or a causal LM's predicted next token, or a
+            :class:`~lightning_explain.core.tokens.Continuation`); resolved once on the clean text.
         steps: the number of levels.
         baseline_token_id: the replacing token; ``None`` = the model's ``config.pad_token_id``, else its embedding's
             ``padding_idx``.
@@ -84,14 +86,19 @@ def token_deletion_insertion(
     output = check_output_spec(output)
     if batch is None:
         batch = TokenBatch(input_ids, attention_mask, dict(forward_kwargs or {}))
-    ids, real = batch.input_ids, batch.real
-    if not isinstance(maps, Tensor) or tuple(maps.shape) != tuple(ids.shape):
+    if not isinstance(maps, Tensor) or tuple(maps.shape) != tuple(batch.input_ids.shape):
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise ValueError(f"maps must hold one value per token, {tuple(ids.shape)}, got {shape}.")
+        raise ValueError(f"maps must hold one value per token, {tuple(batch.input_ids.shape)}, got {shape}.")
+    maps = maps.detach().float().to(batch.input_ids.device)
+    if isinstance(target, Continuation):  # scored after the prompts; its own tokens are never replaced
+        batch, continuation, prompt_positions = target.extend(batch)
+        maps = maps.new_zeros(batch.input_ids.shape).scatter(1, prompt_positions, maps)
+        target = replace(continuation, output=output)
+    ids, real = batch.input_ids, batch.replaceable
     if baseline_token_id is None and _needs_embedding(model):
         embedding = resolve_embedding(model, embedding, batch)[1]
     baseline = padding_token(model, embedding, baseline_token_id, "token_deletion_insertion")
-    ranked = maps.detach().float().to(ids.device).masked_fill(~real, float("-inf"))
+    ranked = maps.masked_fill(~real, float("-inf"))
     ranks = torch.argsort(torch.argsort(ranked, dim=1, descending=True, stable=True), dim=1)  # real tokens first
     lengths = real.sum(dim=1)
     levels = torch.arange(steps + 1, device=ids.device)
@@ -101,7 +108,8 @@ def token_deletion_insertion(
     with explanation_mode(model, ids.device), torch.no_grad():
         eager = uncompiled(model)
         logits = select_output(batch(eager, ids), output)
-        resolved = resolve_target(logits, TokenTarget(batch.last_positions(), target), output)
+        spec = target if isinstance(target, Target) else TokenTarget(batch.last_positions(), target)
+        resolved = resolve_target(logits, spec, output)
         clean = _token_scores(logits, resolved, scores)
         values = []
         per_chunk = copies_per_chunk(n, chunk_size)

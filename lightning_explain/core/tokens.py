@@ -49,12 +49,16 @@ class TokenBatch:
         forward_kwargs: further keyword arguments of ``forward`` (tensors with one row per sample are repeated
             with the ids when a method stacks copies of the batch).
         mask_in_forward: pass ``attention_mask`` to ``forward``.
+        explained: bool (N, T), the positions whose tokens are explained (replaced on integrated gradients' path,
+            ranked and replaced by deletion); the others (a :class:`Continuation` appended to the prompts) stay as they
+            are. ``None`` = every position.
     """
 
     input_ids: Tensor
     attention_mask: Tensor | None = None
     forward_kwargs: Mapping[str, object] = field(default_factory=dict)
     mask_in_forward: bool = True
+    explained: Tensor | None = None
 
     def __post_init__(self) -> None:
         ids = self.input_ids
@@ -89,6 +93,16 @@ class TokenBatch:
             return torch.ones_like(self.input_ids, dtype=torch.bool)
         return self.attention_mask != 0
 
+    @property
+    def replaceable(self) -> Tensor:
+        """Bool (N, T): the real tokens that are explained (:attr:`real` and :attr:`explained`)."""
+        return self.real if self.explained is None else self.real & self.explained.to(self.input_ids.device)
+
+    def baseline_ids(self, token: int) -> Tensor:
+        """The ids with every explained position set to ``token`` (the start of integrated gradients' path)."""
+        baseline = torch.full_like(self.input_ids, token)
+        return baseline if self.explained is None else torch.where(self.explained, baseline, self.input_ids)
+
     def last_positions(self) -> Tensor:
         """(N,) the position of each sample's last real token (0 for a sample without any)."""
         positions = torch.arange(self.input_ids.shape[1], device=self.input_ids.device)
@@ -109,6 +123,7 @@ class TokenBatch:
             input_ids=stacked(self.input_ids),
             attention_mask=stacked(self.attention_mask),
             forward_kwargs={key: stacked(value) for key, value in self.forward_kwargs.items()},
+            explained=stacked(self.explained),
         )
 
     def with_ids(self, input_ids: Tensor) -> TokenBatch:
@@ -291,5 +306,7 @@ class Continuation:
         if batch.attention_mask is not None:
             mask = batch.attention_mask.new_zeros(n, length + extra).scatter(1, prompt_positions, batch.attention_mask)
             mask = mask.scatter(1, continuation_positions, torch.ones_like(tokens, dtype=mask.dtype))
+        explained = torch.ones_like(longer, dtype=torch.bool).scatter(1, continuation_positions, False)
         target = Target(index=tokens.long(), position=continuation_positions - 1, log_softmax=True)
-        return replace(batch, input_ids=longer, attention_mask=mask), target, prompt_positions
+        extended = replace(batch, input_ids=longer, attention_mask=mask, explained=explained)
+        return extended, target, prompt_positions

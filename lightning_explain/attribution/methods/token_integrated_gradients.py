@@ -28,38 +28,39 @@ def token_integrated_gradients_from_targets(
     name = context.layer_name or ""
     alphas, weights = integration_points(steps, method)
     ids = batch.input_ids
-    baseline_ids = torch.full_like(ids, padding_token(model, layer, baseline_token_id, "integrated_gradients"))
+    baseline_ids = batch.baseline_ids(padding_token(model, layer, baseline_token_id, "integrated_gradients"))
     both = batch.repeat(2)
     _, recorded = record_outputs(model, torch.cat([ids, baseline_ids]), {name: layer}, forward=both)
     if len(recorded[name]) != 1:
         raise ValueError(
-            f"The embedding layer {name!r} ran {len(recorded[name])} times in one forward pass; pass "
-            "embedding= a layer that runs once."
+            f"The embedding layer {name!r} ran {len(recorded[name])} times in one forward pass; pass embedding= a "
+            "layer that runs once."
         )
-    outputs = check_embedding_output(recorded[name][0], both, name)
     n = ids.shape[0]
-    embedded, baseline = outputs[:n], outputs[n:]
-    delta = embedded - baseline
-    accumulator = torch.zeros_like(embedded, dtype=torch.promote_types(embedded.dtype, torch.float32))
-    per_chunk = copies_per_chunk(n, chunk_size)
-    for first in range(0, steps, per_chunk):
-        alpha = embedded.new_tensor(alphas[first : first + per_chunk]).view(-1, 1, 1, 1)
-        weight = accumulator.new_tensor(weights[first : first + per_chunk]).view(-1, 1, 1, 1)
-        copies = alpha.shape[0]
-        points = (baseline + alpha * delta).reshape(copies * n, *embedded.shape[1:])
-        stacked = batch.repeat(copies)
-        grad = gradient_pass(
-            model,
-            stacked.input_ids,
-            target.repeat(copies),
-            layer=layer,
-            layer_name=name,
-            input_grad=False,
-            forward=stacked,
-            layer_value=points,
-        ).activation_grad
-        accumulator += (weight * grad.view(copies, *embedded.shape)).sum(dim=0)
-    return (delta.float() * accumulator).sum(dim=-1)
+    with torch.inference_mode(False), torch.no_grad():  # the path's points must be usable by the gradient passes
+        outputs = check_embedding_output(recorded[name][0].clone(), both, name)
+        embedded, baseline = outputs[:n], outputs[n:]
+        delta = embedded - baseline
+        accumulator = torch.zeros_like(embedded, dtype=torch.promote_types(embedded.dtype, torch.float32))
+        per_chunk = copies_per_chunk(n, chunk_size)
+        for first in range(0, steps, per_chunk):
+            alpha = embedded.new_tensor(alphas[first : first + per_chunk]).view(-1, 1, 1, 1)
+            weight = accumulator.new_tensor(weights[first : first + per_chunk]).view(-1, 1, 1, 1)
+            copies = alpha.shape[0]
+            points = (baseline + alpha * delta).reshape(copies * n, *embedded.shape[1:])
+            stacked = batch.repeat(copies)
+            grad = gradient_pass(
+                model,
+                stacked.input_ids,
+                target.repeat(copies),
+                layer=layer,
+                layer_name=name,
+                input_grad=False,
+                forward=stacked,
+                layer_value=points,
+            ).activation_grad
+            accumulator += (weight * grad.view(copies, *embedded.shape)).sum(dim=0)
+        return (delta.float() * accumulator).sum(dim=-1)
 
 
 def _check_options(baseline_token_id: object, steps: object, method: object, chunk_size: object) -> None:
