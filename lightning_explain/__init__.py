@@ -24,6 +24,7 @@ _LAZY = {
     "ModelHistogramMonitor": "lightning_explain.callbacks",
     "OverfitMonitor": "lightning_explain.callbacks",
     "SanityCheckCallback": "lightning_explain.callbacks",
+    "TokenExplainCallback": "lightning_explain.callbacks",
     "attribution": "lightning_explain.attribution",
 }
 
@@ -35,6 +36,7 @@ __all__ = [
     "ModelHistogramMonitor",
     "OverfitMonitor",
     "SanityCheckCallback",
+    "TokenExplainCallback",
     "attribution",
     "__version__",
 ]
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
         ModelHistogramMonitor,
         OverfitMonitor,
         SanityCheckCallback,
+        TokenExplainCallback,
     )
 
 

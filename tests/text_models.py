@@ -142,7 +142,7 @@ class LitTextClassifier(LightningModule):
 
     def __init__(self, lr: float = 3e-3, dropout: float = 0.1) -> None:
         super().__init__()
-        self.model = bert(dropout=dropout)
+        self.model = bert(dropout=dropout).train()  # the builders return eval mode; training uses dropout
         self.lr = lr
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Any:

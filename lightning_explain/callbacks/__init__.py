@@ -7,6 +7,7 @@ from lightning_explain.callbacks.gradient_norm_monitor import GradientNormMonito
 from lightning_explain.callbacks.model_monitor import ModelHistogramMonitor
 from lightning_explain.callbacks.overfit_monitor import OverfitMonitor
 from lightning_explain.callbacks.sanity_check_callback import SanityCheckCallback
+from lightning_explain.callbacks.token_explain_callback import TokenExplainCallback
 
 __all__ = [
     "ActivationMaximizationCallback",
@@ -16,4 +17,5 @@ __all__ = [
     "ModelHistogramMonitor",
     "OverfitMonitor",
     "SanityCheckCallback",
+    "TokenExplainCallback",
 ]

@@ -1,5 +1,5 @@
-"""ExplainCallback's ``quality=``: faithfulness and localisation of each method's maps at every event, beside
-random maps (the floor a map has to beat)."""
+"""ExplainCallback's and TokenExplainCallback's ``quality=``: faithfulness and localisation of each method's maps at
+every event, beside random maps (the floor a map has to beat)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from torch import Tensor, nn
 
 from lightning_explain._compat import MisconfigurationException
 from lightning_explain.attribution.faithfulness import deletion_insertion, energy_in_mask, pointing_game
+from lightning_explain.attribution.token_faithfulness import token_deletion_insertion
 from lightning_explain.core.outputs import OutputSpec
 from lightning_explain.core.targets import Target
+from lightning_explain.core.tokens import TokenBatch
 
 QUALITY_METRICS = ("deletion", "insertion", "pointing_game", "energy_in_mask")
 """The names ``quality=`` takes: deletion and insertion AUCs (faithfulness: forward passes of perturbed probes),
@@ -32,8 +34,11 @@ HEAD_SCORES = {"classification": "softmax", "segmentation": "softmax", "multilab
 """The score the deletion and insertion curves follow per head (the raw output for regression and callables)."""
 
 
-def check_quality(quality: Sequence[str] | str | None, masks: Any) -> tuple[tuple[str, ...], Tensor | None]:
-    """Validate ``quality=`` and ``masks=`` in ``__init__``; return the metric names and the masks as bool."""
+def check_quality(
+    quality: Sequence[str] | str | None, masks: Any, ndim: int = 3
+) -> tuple[tuple[str, ...], Tensor | None]:
+    """Validate ``quality=`` and ``masks=`` in ``__init__`` (masks of ``ndim`` dimensions: (N, H, W) for images,
+    (N, T) for texts); return the metric names and the masks as bool."""
     if quality is None:
         if masks is not None:
             raise ValueError("masks= is read by quality=('pointing_game', 'energy_in_mask'); add them to quality.")
@@ -44,13 +49,17 @@ def check_quality(quality: Sequence[str] | str | None, masks: Any) -> tuple[tupl
         raise ValueError(f"quality must name metrics from {list(QUALITY_METRICS)} (or be None), got {quality!r}.")
     local = [name for name in names if name in LOCALISATION]
     if local and masks is None:
-        raise ValueError(
-            f"quality={local} needs masks=: one bool (H, W) mask per probe sample, (N, H, W), where the object is."
+        where = (
+            "(H, W) mask per probe sample, (N, H, W), where the object is"
+            if ndim == 3
+            else ("(T,) mask per probe text, (N, T), on the tokens the model should rely on")
         )
+        raise ValueError(f"quality={local} needs masks=: one bool {where}.")
     if masks is not None:
-        if not isinstance(masks, Tensor) or masks.ndim != 3 or masks.shape[0] == 0:
+        if not isinstance(masks, Tensor) or masks.ndim != ndim or masks.shape[0] == 0:
             shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-            raise ValueError(f"masks must be a tensor (N, H, W), one mask per probe sample; got {shape}.")
+            what = "(N, H, W), one mask per probe sample" if ndim == 3 else "(N, T), one mask per probe text"
+            raise ValueError(f"masks must be a tensor {what}; got {shape}.")
         if not local:
             raise ValueError("masks= is read by quality=('pointing_game', 'energy_in_mask'); add them to quality.")
         masks = masks.detach().bool().cpu()
@@ -104,4 +113,54 @@ def quality_scalars(
             values[f"{key}/pointing_game"] = pointing_game(method_maps, masks).float().mean()
         if "energy_in_mask" in metrics:
             values[f"{key}/energy_in_mask"] = energy_in_mask(method_maps, masks).mean()
+    return values
+
+
+def check_token_masks(masks: Tensor | None, ids: Tensor) -> None:
+    """At fit start: one (T,) mask per probe text, the keyword's (or evidence's) tokens."""
+    if masks is not None and tuple(masks.shape) != tuple(ids.shape):
+        raise MisconfigurationException(
+            f"TokenExplainCallback(masks=...) holds masks {tuple(masks.shape)}, but the probe's ids are "
+            f"{tuple(ids.shape)}: pass one bool mask per probe text and token, {tuple(ids.shape)}, True on the tokens "
+            "the model should rely on (with probe=, so the order is known)."
+        )
+
+
+def token_quality_scalars(
+    model: nn.Module,
+    batch: TokenBatch,
+    maps: dict[str, Tensor],
+    target: Target,
+    *,
+    metrics: Sequence[str],
+    masks: Tensor | None,
+    scores: str,
+    output: OutputSpec,
+    baseline_token_id: int | None,
+    step: int,
+    prefix: str,
+) -> dict[str, Tensor]:
+    """:func:`quality_scalars` for token maps: deletion and insertion replace the top-ranked tokens by the padding
+    token (:func:`~lightning_explain.attribution.token_deletion_insertion`); the pointing game and the energy in the
+    mask are taken over each text's real tokens. Random maps from a generator of their own seeded with the step."""
+    ids, real = batch.input_ids, batch.real
+    generator = torch.Generator(device=ids.device).manual_seed(int(step))
+    candidates = {**maps, "random": torch.rand(ids.shape, generator=generator, device=ids.device) * real}
+    masks = None if masks is None else masks.to(ids.device)
+    values: dict[str, Tensor] = {}
+    for method, method_maps in candidates.items():
+        key = f"{prefix}/{method}"
+        if "deletion" in metrics or "insertion" in metrics:
+            deletion, insertion = token_deletion_insertion(
+                model, ids, method_maps, target, scores=scores, output=output, batch=batch,
+                baseline_token_id=baseline_token_id,
+            )  # fmt: skip
+            if "deletion" in metrics:
+                values[f"{key}/{SCALAR_NAMES['deletion']}"] = deletion.mean()
+            if "insertion" in metrics:
+                values[f"{key}/{SCALAR_NAMES['insertion']}"] = insertion.mean()
+        if "pointing_game" in metrics:
+            values[f"{key}/pointing_game"] = pointing_game(method_maps, masks, within=real).float().mean()
+        if "energy_in_mask" in metrics:
+            values[f"{key}/energy_in_mask"] = energy_in_mask(method_maps, masks, within=real).mean()
     return values

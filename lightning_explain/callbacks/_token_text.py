@@ -1,0 +1,171 @@
+"""What TokenExplainCallback reads and writes besides the maps: text batches, tokens as strings, class names, and
+the searchable text (markdown) logged beside each picture."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lightning_explain.callbacks.probe import TARGET_KEYS
+
+MARKERS = {"\u0120": " ", "\u2581": " ", "\u010a": "\\n", "\u0109": "\\t"}
+"""Byte-level BPE and SentencePiece write a leading space as ``Ġ`` / ``▁`` (and a newline as ``Ċ``); drawn as such."""
+_MARKDOWN_SPECIAL = "\\`*_{}[]()#+-.!|<>"
+
+
+def unpack_token_batch(batch: Any) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    """Split a text batch into ``(input_ids, targets or None, {keyword: tensor})``.
+
+    - a dict (a Hugging Face ``BatchEncoding`` or a collated dict): the ids under ``input_ids``, the targets under
+      one of ``labels``, ``label``, ``y``, ``target``, ``targets``, and every other tensor with one row per text as
+      a keyword argument (the callback passes on those the model's ``forward`` takes);
+    - a tuple or list: ``(input_ids, labels)`` or ``(input_ids, attention_mask, labels)``;
+    - a tensor: the ids alone.
+
+    Raises:
+        ValueError: no ids found; the message names ``unpack_batch=``.
+    """
+    if isinstance(batch, Tensor):
+        return batch, None, {}
+    if isinstance(batch, Mapping):
+        ids = batch.get("input_ids")
+        if not isinstance(ids, Tensor):
+            raise ValueError(
+                f"TokenExplainCallback reads token ids under 'input_ids', and the batch has keys "
+                f"{sorted(map(str, batch))}. Pass unpack_batch=lambda batch: (input_ids, labels, "
+                "{'attention_mask': mask}) to the callback."
+            )
+        key = next((k for k in TARGET_KEYS if isinstance(batch.get(k), Tensor)), None)
+        kwargs = {
+            str(k): v
+            for k, v in batch.items()
+            if k not in ("input_ids", key) and isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] == ids.shape[0]
+        }
+        return ids, None if key is None else batch[key], kwargs
+    if isinstance(batch, Sequence) and not isinstance(batch, str) and batch and isinstance(batch[0], Tensor):
+        ids, rest = batch[0], list(batch[1:])
+        kwargs = {}
+        if rest and isinstance(rest[0], Tensor) and rest[0].shape == ids.shape:
+            kwargs["attention_mask"] = rest.pop(0)
+        return ids, rest[-1] if rest and isinstance(rest[-1], Tensor) else None, kwargs
+    raise ValueError(
+        f"Cannot read token ids from a batch of type {type(batch).__name__}. Pass unpack_batch=lambda batch: "
+        "(input_ids, labels, {'attention_mask': mask}) to the callback, or probe= a dict of input_ids (and "
+        "attention_mask, labels)."
+    )
+
+
+def check_tokenizer(tokenizer: Any) -> Any:
+    """``tokenizer`` if it can turn ids into text (``convert_ids_to_tokens`` or ``decode``) or is ``None``."""
+    if tokenizer is None or callable(getattr(tokenizer, "convert_ids_to_tokens", None)):
+        return tokenizer
+    if callable(getattr(tokenizer, "decode", None)):
+        return tokenizer
+    raise ValueError(
+        f"tokenizer must have convert_ids_to_tokens(ids) or decode(ids) (a Hugging Face tokenizer does), got "
+        f"{type(tokenizer).__name__}."
+    )
+
+
+def token_strings(tokenizer: Any, ids: Tensor) -> list[list[str]]:
+    """Each text's tokens as strings (N lists of T): the tokenizer's tokens with their space markers drawn as
+    spaces, each token decoded on its own, or the ids themselves without a tokenizer."""
+    rows = ids.detach().cpu().tolist()
+    if tokenizer is None:
+        return [[str(i) for i in row] for row in rows]
+    convert = getattr(tokenizer, "convert_ids_to_tokens", None)
+    if callable(convert):
+        return [[_readable(str(token)) for token in convert(row)] for row in rows]
+    return [[_readable(str(tokenizer.decode([i]))) for i in row] for row in rows]
+
+
+def _readable(token: str) -> str:
+    for marker, meaning in MARKERS.items():
+        token = token.replace(marker, meaning)
+    return token.strip() or token
+
+
+def label_names(model: nn.Module) -> dict[int, str] | None:
+    """The class names a Hugging Face model's ``config.id2label`` gives (its own or a submodule's), unless they are
+    the placeholders ``LABEL_0``, ``LABEL_1``, ...; else ``None``."""
+    for module in model.modules():
+        names = getattr(getattr(module, "config", None), "id2label", None)
+        if isinstance(names, Mapping) and names:
+            named = {int(k): str(v) for k, v in names.items()}
+            if any(v != f"LABEL_{k}" for k, v in named.items()):
+                return named
+    return None
+
+
+def token_head(logits: Tensor, embedding: nn.Module, owner: str) -> str | None:
+    """``"language_model"`` for per-token logits over the embedding's vocabulary (N, T, V); ``None`` for other
+    outputs of one row per text (the image callbacks' heads). Raises for per-token outputs of another size."""
+    if logits.ndim != 3:
+        return None
+    vocabulary = getattr(embedding, "num_embeddings", None)
+    if vocabulary is None or logits.shape[-1] == vocabulary:
+        return "language_model"
+    raise ValueError(
+        f"{owner}: the model returns one row of {logits.shape[-1]} scores per token, {tuple(logits.shape)}, not a "
+        f"language model's {vocabulary} (its vocabulary): a token-classification head. Pass target= a callable "
+        "(output, probe_targets) -> (N,) scores that says which score to explain."
+    )
+
+
+def tokens_markdown(
+    method: str,
+    step: int,
+    tokens: Sequence[Sequence[str]],
+    values: Tensor,
+    real: Tensor,
+    outcomes: Sequence[str],
+    max_tokens: int,
+    correct: Tensor | None = None,
+) -> str:
+    """The probe's texts as markdown for TensorBoard's Text tab: per text its outcome (✓ right, ✗ wrong where
+    ``correct`` says), then its tokens with the most positive tenth in **bold** and the most negative tenth in
+    *italics*, each followed by its value.
+
+    TensorBoard removes colours from logged text, so emphasis marks the tokens the picture shades most.
+    """
+    values = values.detach().float().cpu()
+    real = real.detach().cpu().bool()
+    lines = [
+        f"**{method}** at step {step}: **bold** = among the most positive tenth of a text's tokens, *italics* = among "
+        "the most negative tenth, with their attribution in brackets.",
+        "",
+    ]
+    for i, row in enumerate(tokens):
+        positions = real[i].nonzero().flatten().tolist()
+        shown = positions[:max_tokens]
+        top, bottom = _extremes(values[i], positions)
+        words = []
+        for t in shown:
+            word, value = _escape(row[t]), float(values[i, t])
+            if t in top and value > 0:
+                word = f"**{word}** ({value:+.3g})"
+            elif t in bottom and value < 0:
+                word = f"*{word}* ({value:+.3g})"
+            words.append(word)
+        more = f" … (+{len(positions) - len(shown)} tokens)" if len(positions) > len(shown) else ""
+        mark = "" if correct is None else " ✓" if bool(correct[i]) else " ✗"
+        lines += [f"text {i} · {outcomes[i]}{mark}  ", " ".join(words) + more, ""]
+    return "\n".join(lines)
+
+
+def _extremes(values: Tensor, positions: list[int]) -> tuple[set[int], set[int]]:
+    """The positions of the highest and of the lowest tenth (at least one) of ``values`` at ``positions``."""
+    if not positions:
+        return set(), set()
+    index = torch.tensor(positions)
+    count = min(len(positions), max(1, math.ceil(0.1 * len(positions))))
+    scores = values[index]
+    return set(index[scores.topk(count).indices].tolist()), set(index[(-scores).topk(count).indices].tolist())
+
+
+def _escape(token: str) -> str:
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in token) or "\u2423"
