@@ -200,6 +200,12 @@ class ExplainCallback(ScheduledProbeCallback):
 
     # ----------------------------------------------------------------------------------- hooks
     def _check_probe(self, probe: Probe) -> None:
+        if probe.inputs.ndim == 2 and not probe.inputs.is_floating_point():
+            raise MisconfigurationException(
+                f"ExplainCallback draws heatmaps over images (N, C, H, W); the probe holds integers of shape "
+                f"{tuple(probe.inputs.shape)}, token ids of a text model. Use TokenExplainCallback, which explains "
+                "each token at the model's embedding layer."
+            )
         if probe.inputs.ndim != 4:
             raise MisconfigurationException(
                 f"ExplainCallback draws heatmaps over images and needs probe inputs of shape (N, C, H, W); got "

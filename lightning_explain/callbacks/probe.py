@@ -91,6 +91,12 @@ def default_unpack_batch(batch: Any, *, class_targets: bool = True) -> tuple[Ten
             if targets is None:
                 _note_no_label_key(batch, inputs)
             return inputs, _targets(targets, inputs, class_targets)
+        if isinstance(batch.get("input_ids"), Tensor):
+            raise ValueError(
+                f"the batch holds token ids under 'input_ids' (keys {sorted(map(str, batch))}): a text model's batch. "
+                "Token ids have no gradient of their own; use TokenExplainCallback, which explains each token at the "
+                "model's embedding layer and passes the attention_mask on to forward."
+            )
         raise ValueError(
             f"Cannot find the model's inputs in a batch with keys {sorted(map(str, batch))}: expected one of "
             f"{list(INPUT_KEYS)}. Pass unpack_batch=lambda batch: (inputs, targets) to the callback, "

@@ -122,7 +122,7 @@ def check_inputs(inputs: object, *, need_float: bool) -> Tensor:
     if need_float and not inputs.is_floating_point():
         raise ValueError(
             f"Input-gradient methods need floating-point inputs, got dtype {inputs.dtype}. "
-            "For integer inputs such as token ids, explain a layer instead (grad_cam with layer=...)."
+            "For token ids, explain them at the embedding layer: token_attribution (TokenExplainCallback in training)."
         )
     return inputs
 
