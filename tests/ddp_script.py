@@ -1,7 +1,8 @@
 """Run by ``test_distributed.py`` in a subprocess: a 2-process CPU DDP fit with every callback.
 
-Usage: ``python tests/ddp_script.py OUT_DIR [--no-callbacks | --stop-on-alert] [--hf-vit]``
-(``--hf-vit``: a transformers ViT returning a ``ModelOutput``, with ExplainCallback only). With
+Usage: ``python tests/ddp_script.py OUT_DIR [--no-callbacks | --stop-on-alert] [--hf-vit | --text]``
+(``--hf-vit``: a transformers ViT returning a ``ModelOutput``, with ExplainCallback only; ``--text``: a small BERT
+classifier on dict batches with TokenExplainCallback, all three token methods and quality scalars). With
 ``--stop-on-alert`` the only callback is an ``OverfitMonitor`` forced to alert at step 1 with
 ``stop_on_alert=True``: both ranks must stop there together. Lightning's DDP launcher starts
 rank 1 by running this script again. Each rank writes ``OUT_DIR/rank_<r>.json`` with what it
@@ -21,8 +22,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 sys.path.insert(0, str(Path(__file__).parent))
 
 from lit_helpers import HFViT, LitCNN, loaders  # noqa: E402
+from text_models import LitTextClassifier, text_loaders  # noqa: E402
 
-from lightning_explain import ExplainCallback, GradientNormMonitor, OverfitMonitor  # noqa: E402
+from lightning_explain import ExplainCallback, GradientNormMonitor, OverfitMonitor, TokenExplainCallback  # noqa: E402
 from lightning_explain.callbacks import _log_writer  # noqa: E402
 
 STEPS = 4  # 32 training samples, batches of 8, over 2 ranks -> 2 steps per epoch, 2 epochs
@@ -31,7 +33,7 @@ STEPS = 4  # 32 training samples, batches of 8, over 2 ranks -> 2 steps per epoc
 def main() -> None:
     out = Path(sys.argv[1])
     with_callbacks = "--no-callbacks" not in sys.argv
-    calls = {"scalars": 0, "image": 0, "histogram": 0}
+    calls = {"scalars": 0, "image": 0, "histogram": 0, "text": 0}
     for name in calls:  # count every write attempt on this rank
         original = getattr(_log_writer.LogWriter, name)
 
@@ -62,6 +64,14 @@ def main() -> None:
         model = HFViT()
         callbacks = [ExplainCallback(every_n_steps=1)] if with_callbacks else []
     train_loader, val_loader = loaders()
+    if "--text" in sys.argv:  # dict batches of token ids; the attention mask passed on; the padding token replaces
+        model = LitTextClassifier()
+        methods = ("input_x_gradient", "saliency", "integrated_gradients")
+        options = {"integrated_gradients": {"steps": 4}}
+        quality = ("deletion", "insertion")
+        token = TokenExplainCallback(every_n_steps=1, methods=methods, method_options=options, quality=quality)
+        callbacks = [token] if with_callbacks else []
+        train_loader, val_loader = text_loaders(n_train=32)
     trainer = Trainer(
         accelerator="cpu",
         devices=2,

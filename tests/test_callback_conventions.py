@@ -19,6 +19,7 @@ from lightning_explain import (
     ModelHistogramMonitor,
     OverfitMonitor,
     SanityCheckCallback,
+    TokenExplainCallback,
 )
 from lightning_explain._compat import MisconfigurationException
 from lightning_explain.analysis.gradient_norms import probe_loss_gradients
@@ -26,6 +27,7 @@ from lightning_explain.attribution import feature_saliency, registered
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks.feature_explain_callback import feature_methods
 from tests.lit_helpers import LitCNN, RecordingLogger, loaders, make_images, trainer
+from tests.text_models import LitTextClassifier, text_loaders
 
 SCHEDULED = {
     "ExplainCallback": lambda **kw: ExplainCallback(**kw),
@@ -37,6 +39,7 @@ SCHEDULED = {
         layer="features.3", channels=[0], steps=2, **kw
     ),
     "OverfitMonitor": lambda **kw: OverfitMonitor(probe_size=8, image_samples=0, **kw),
+    "TokenExplainCallback": lambda **kw: TokenExplainCallback(**kw),
 }
 """Every callback that follows a schedule, built with its required arguments."""
 
@@ -68,6 +71,9 @@ def fit_data(name: str):
     """The model and the fit arguments a callback of ``name`` runs on."""
     if name == "FeatureExplainCallback":
         return LitTable(), {"train_dataloaders": table_loader(), "val_dataloaders": table_loader()}
+    if name == "TokenExplainCallback":
+        train, val = text_loaders()
+        return LitTextClassifier(), {"train_dataloaders": train, "val_dataloaders": val}
     train, val = loaders()
     return LitCNN(), {"train_dataloaders": train, "val_dataloaders": val}
 
@@ -103,7 +109,9 @@ def test_setting_a_schedule_argument_after_init_is_validated_like_in_init():
         callback.every_n_epochs = 0
 
 
-@pytest.mark.parametrize("callback_class", [ExplainCallback, FeatureExplainCallback, SanityCheckCallback])
+@pytest.mark.parametrize(
+    "callback_class", [ExplainCallback, FeatureExplainCallback, SanityCheckCallback, TokenExplainCallback]
+)
 @pytest.mark.parametrize("target", [-1, True, "best", 1.5])
 def test_one_target_rule(callback_class, target):
     """The same target check everywhere (SanityCheckCallback used to accept negative classes)."""
@@ -125,6 +133,7 @@ def _bad_start(name):
         ),
         "OverfitMonitor": (OverfitMonitor(loss_fn=F.cross_entropy, probe_size=8), "reduction='none'"),
         "SanityCheckCallback": (SanityCheckCallback(at="fit_start", layers=["nope"]), r"layers \['nope'\]"),
+        "TokenExplainCallback": (TokenExplainCallback(), r"explains token ids, integers of shape \(N, T\)"),
     }[name]
 
 
@@ -138,6 +147,7 @@ def _bad_start(name):
         "ActivationMaximizationCallback",
         "OverfitMonitor",
         "SanityCheckCallback",
+        "TokenExplainCallback",
     ],
 )
 def test_configuration_errors_found_at_fit_start_are_misconfiguration_exceptions(tmp_path, name):
@@ -207,6 +217,7 @@ READS_OUTPUT = {
     "GradientNormMonitor": GradientNormMonitor,
     "OverfitMonitor": OverfitMonitor,
     "SanityCheckCallback": SanityCheckCallback,
+    "TokenExplainCallback": TokenExplainCallback,
 }
 """Every callback that reads the model's output, so takes output= (the others run it only up to a layer)."""
 

@@ -29,9 +29,12 @@ def runs(tmp_path_factory):
     return run_ddp(base / "with"), run_ddp(base / "without", "--no-callbacks"), base / "with"
 
 
+NO_CALLS = {"scalars": 0, "image": 0, "histogram": 0, "text": 0}
+
+
 def test_only_global_rank_zero_writes(runs):
     explained, _, _ = runs
-    assert explained[1]["calls"] == {"scalars": 0, "image": 0, "histogram": 0}
+    assert explained[1]["calls"] == NO_CALLS
     assert explained[0]["calls"]["image"] > 0 and explained[0]["calls"]["histogram"] > 0
 
 
@@ -69,8 +72,24 @@ def test_a_transformer_returning_a_model_output_under_ddp(tmp_path):
     pytest.importorskip("transformers")
     explained = run_ddp(tmp_path / "with", "--hf-vit")
     plain = run_ddp(tmp_path / "without", "--hf-vit", "--no-callbacks")
-    assert explained[1]["calls"] == {"scalars": 0, "image": 0, "histogram": 0}
+    assert explained[1]["calls"] == NO_CALLS
     assert explained[0]["calls"]["image"] > 0
     assert explained[0]["weights"] == explained[1]["weights"] == plain[0]["weights"]
     events = read_tensorboard(tmp_path / "with" / "logs")
     assert [e.step for e in events.Images("explain/grad_cam")] == list(range(explained[0]["steps"] + 1))
+
+
+def test_a_text_model_on_dict_batches_under_ddp(tmp_path):
+    """BERT on dict batches with TokenExplainCallback (three methods, quality): rank zero writes pictures and text,
+    every step once, and training is the same as without it."""
+    explained = run_ddp(tmp_path / "with", "--text")
+    plain = run_ddp(tmp_path / "without", "--text", "--no-callbacks")
+    assert explained[1]["calls"] == NO_CALLS
+    assert explained[0]["calls"]["image"] > 0 and explained[0]["calls"]["text"] > 0
+    assert explained[0]["weights"] == explained[1]["weights"] == plain[0]["weights"]
+    steps = list(range(explained[0]["steps"] + 1))
+    events = read_tensorboard(tmp_path / "with" / "logs")
+    for method in ("input_x_gradient", "saliency", "integrated_gradients"):
+        assert [e.step for e in events.Images(f"explain/{method}")] == steps
+        assert [e.step for e in events.Scalars(f"explain/{method}/deletion_auc")] == steps
+    assert [e.step for e in events.Scalars("explain/random/insertion_auc")] == steps

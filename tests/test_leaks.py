@@ -112,3 +112,33 @@ def test_thousands_of_explanations_of_a_vision_transformer_leave_nothing_behind(
     assert resident_bytes() - resident < 20 * MiB
     assert_no_hooks(model)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_hundreds_of_token_explanations_of_a_text_model_leave_nothing_behind():
+    """The embedding layer's passes (saliency and input x gradient shared, integrated gradients' replaced outputs),
+    the attention mask passed on, and the token deletion metric."""
+    from text_models import bert, text_batch
+
+    from lightning_explain.attribution import compute_token_explanation, token_deletion_insertion
+
+    torch.manual_seed(0)
+    model = bert()
+    batch = text_batch(4, 10)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    methods = ("input_x_gradient", "saliency", "integrated_gradients")
+    options = {"integrated_gradients": {"steps": 4}}
+
+    def call():
+        explanation = compute_token_explanation(model, ids, None, None, methods, options=options, attention_mask=mask)
+        assert all(m.grad_fn is None and not m.requires_grad for m in explanation.maps.values())
+        token_deletion_insertion(model, ids, explanation.maps["saliency"], attention_mask=mask, steps=4)
+
+    for _ in range(30):
+        call()
+    tensors, resident = live_tensors(), resident_bytes()
+    for _ in range(400):  # a leak of one tensor per call would show 400 times
+        call()
+    assert live_tensors() == tensors
+    assert resident_bytes() - resident < 20 * MiB
+    assert_no_hooks(model)
+    assert all(p.grad is None for p in model.parameters())

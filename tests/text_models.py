@@ -165,3 +165,44 @@ def text_loaders(n_train: int = 48, n_val: int = 16, batch_size: int = 8) -> tup
     train = DataLoader(TextDataset(n_train, seed=0), batch_size=batch_size, shuffle=True)
     val = DataLoader(TextDataset(n_val, seed=1), batch_size=batch_size)
     return train, val
+
+
+class PromptDataset(Dataset):
+    """Dict samples of right-padded prompts for a causal LM: ``input_ids``, ``attention_mask`` and ``labels`` (the
+    ids, padding as -100), as a language-modelling collator makes them."""
+
+    def __init__(self, n: int = 32, length: int = 10, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(3, VOCAB, (n, length), generator=generator)
+        lengths = torch.randint(length // 2, length + 1, (n,), generator=generator)
+        self.mask = (torch.arange(length)[None] < lengths[:, None]).long()
+        self.ids = self.ids * self.mask
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        labels = self.ids[index].masked_fill(self.mask[index] == 0, -100)
+        return {"input_ids": self.ids[index], "attention_mask": self.mask[index], "labels": labels}
+
+
+class LitCausalLM(LightningModule):
+    """A LightningModule around a small GPT-2 (``model``) trained on next-token prediction from dict batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = gpt2().train()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Any:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self.model(**batch).loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=3e-3)
+
+
+def prompt_loader(n: int = 32, batch_size: int = 8) -> DataLoader:
+    """A shuffled loader of :class:`PromptDataset`."""
+    return DataLoader(PromptDataset(n), batch_size=batch_size, shuffle=True)
