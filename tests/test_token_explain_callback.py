@@ -306,3 +306,24 @@ def test_a_failure_inside_a_later_event_is_a_warning_and_training_goes_on(tmp_pa
     fit(tmp_path, nan_callback, logger=logger, max_epochs=1)
     assert not logger.series("explain/saliency/concentration")  # NaN values are left out, the rest is logged
     assert [s for s, _ in logger.series("explain/saliency/change")] == [2, 4, 6]
+
+
+def test_the_padding_token_comes_from_the_argument_the_model_or_the_tokenizer(tmp_path):
+    """GPT-2 names no padding token: the tokenizer's (or baseline_token_id=) is integrated gradients' and deletion's."""
+
+    class GPT2Tokenizer(WordTokenizer):
+        pad_token_id = 2  # GPT-2 pads with its end-of-text token
+
+    quality = ("deletion",)
+    from_tokenizer = TokenExplainCallback(methods=ALL, tokenizer=GPT2Tokenizer(), quality=quality, prefix="a")
+    given = TokenExplainCallback(methods=ALL, baseline_token_id=7, quality=quality, prefix="b")
+    model = LitCausalLM()
+    trainer(tmp_path, [from_tokenizer, given], max_epochs=1).fit(model, prompt_loader())
+    assert from_tokenizer._options["integrated_gradients"]["baseline_token_id"] == from_tokenizer._pad_id == 2
+    assert given._options["integrated_gradients"]["baseline_token_id"] == given._pad_id == 7
+    with torch.no_grad():
+        a, b = from_tokenizer._compute(model), given._compute(model)
+    assert not torch.allclose(a.maps["integrated_gradients"], b.maps["integrated_gradients"])  # another path
+    bert = TokenExplainCallback(methods=ALL, tokenizer=GPT2Tokenizer())
+    fit(tmp_path, bert, max_epochs=1)
+    assert bert._pad_id == 0  # the model's config.pad_token_id comes first

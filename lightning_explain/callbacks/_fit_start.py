@@ -29,7 +29,7 @@ class FitStartChecks:
         probe = select_probe(
             trainer,
             self.probe_size,
-            self.unpack_batch,
+            self.unpack_batch or self._default_unpack_batch,
             source,
             owner=type(self).__name__,
             first_batch=self._first_batch,
@@ -42,6 +42,9 @@ class FitStartChecks:
                 "model whose forward takes input_ids and an attention_mask, use TokenExplainCallback."
             )
         return probe.to("cpu")
+
+    _default_unpack_batch = None
+    """What reads a batch when ``unpack_batch`` is not given (``None``: ``default_unpack_batch``)."""
 
     _takes_forward_kwargs = False
     """Whether the callback passes a probe's keyword arguments (``Probe.forward_kwargs``) to the model."""

@@ -31,7 +31,13 @@ from lightning_explain.callbacks.probe import Probe
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.outputs import OutputSpec, check_output_spec
 from lightning_explain.core.recording import check_logits, record_outputs
-from lightning_explain.core.tokens import Continuation, TokenBatch, forward_keywords, resolve_embedding
+from lightning_explain.core.tokens import (
+    Continuation,
+    TokenBatch,
+    forward_keywords,
+    padding_token,
+    resolve_embedding,
+)
 from lightning_explain.core.validation import check_int
 from lightning_explain.render.grids import grid_metadata
 from lightning_explain.render.tokens import render_token_rows
@@ -81,8 +87,10 @@ class TokenExplainCallback(ScheduledProbeCallback):
         embedding: the embedding layer (a module or its dotted name); ``None`` = ``get_input_embeddings()`` of the
             model or a submodule, else the ``nn.Embedding`` that reads ``input_ids``.
         tokenizer: turns ids into readable tokens (anything with ``convert_ids_to_tokens`` or ``decode``, such as a
-            Hugging Face tokenizer); without it the ids are drawn, and a one-time note says how to pass one. Its
-            ``pad_token_id`` is integrated gradients' and deletion's baseline when the model's config names none.
+            Hugging Face tokenizer); without it the ids are drawn, and a one-time note says how to pass one.
+        baseline_token_id: the token integrated gradients start from and deletion and insertion put in; ``None`` =
+            the model's ``config.pad_token_id``, else its embedding's ``padding_idx``, else the tokenizer's
+            ``pad_token_id`` (a method that needs one and finds none stops ``fit`` naming this argument).
         target: ``None`` (the label where the probe has class labels, else the prediction; a language model's
             predicted next token), ``"label"``, ``"predicted"``, a class index (a language model: a token id), a
             :class:`~lightning_explain.attribution.Continuation`, or a callable ``(output, probe_targets) -> (N,)``.
@@ -116,6 +124,7 @@ class TokenExplainCallback(ScheduledProbeCallback):
         method_options: dict[str, dict[str, Any]] | None = None,
         embedding: LayerSpec = None,
         tokenizer: Any = None,
+        baseline_token_id: int | None = None,
         target: Any = None,
         max_tokens: int = 64,
         every_n_steps: int | None = None,
@@ -137,6 +146,7 @@ class TokenExplainCallback(ScheduledProbeCallback):
             raise ValueError(f"embedding must be a module, its dotted name or None, got {type(embedding).__name__}.")
         self.embedding = embedding
         self.tokenizer = check_tokenizer(tokenizer)
+        self.baseline_token_id = check_int("baseline_token_id", baseline_token_id, low=0, none_ok=True)
         self.target = target if isinstance(target, Continuation) else check_target_choice(target, callable_ok=True)
         self.max_tokens = check_int("max_tokens", max_tokens, low=1, expected="a positive int")
         self.schedule = Schedule(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
@@ -153,6 +163,7 @@ class TokenExplainCallback(ScheduledProbeCallback):
         self._tokens: list[list[str]] = []
         self._names: dict[int, str] | None = None
         self._options: dict[str, dict[str, Any]] = {}
+        self._pad_id: int | None = None
         self._change = ChangeSeries()
 
     def _state_key_fields(self) -> dict[str, Any]:
@@ -180,16 +191,9 @@ class TokenExplainCallback(ScheduledProbeCallback):
         ``"language_model"``."""
         return self._head
 
-    # ----------------------------------------------------------------------------------- fit start
-    def _take_probe(self, trainer: Any, source: str = "auto") -> Probe:
-        if self.unpack_batch is not None:
-            return super()._take_probe(trainer, source)
-        self.unpack_batch = unpack_token_batch  # the default for text, kept for this one call
-        try:
-            return super()._take_probe(trainer, source)
-        finally:
-            self.unpack_batch = None
+    _default_unpack_batch = staticmethod(unpack_token_batch)
 
+    # ----------------------------------------------------------------------------------- fit start
     def _check_probe(self, probe: Probe) -> None:
         ids = probe.inputs
         if ids.ndim != 2 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
@@ -218,7 +222,11 @@ class TokenExplainCallback(ScheduledProbeCallback):
         if callable(self.target) and not isinstance(self.target, Continuation):
             self._head = "custom"
         self._target_mode = self._mode(probe)
-        self._options = self._with_baseline(self.method_options)
+        self._pad_id = self._padding_token(pl_module)
+        self._options = self.method_options
+        if "integrated_gradients" in self.methods:
+            ig = {"baseline_token_id": self._pad_id, **self.method_options.get("integrated_gradients", {})}
+            self._options = {**self.method_options, "integrated_gradients": ig}
         self._names = label_names(pl_module)
         self._tokens = token_strings(self.tokenizer, probe.inputs)
         if self.tokenizer is None:
@@ -248,18 +256,24 @@ class TokenExplainCallback(ScheduledProbeCallback):
             )
         return None if self.target in (None, "predicted") else self.target
 
-    def _with_baseline(self, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The tokenizer's padding token as integrated gradients' baseline, unless given or the config names one."""
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        if "integrated_gradients" not in self.methods or not isinstance(pad, int):
-            return options
-        ig = dict(options.get("integrated_gradients", {}))
-        ig.setdefault("baseline_token_id", self._config_pad() if self._config_pad() is not None else pad)
-        return {**options, "integrated_gradients": ig}
-
-    def _config_pad(self) -> int | None:
-        module = self._embedding_module
-        return getattr(module, "padding_idx", None) if module is not None else None
+    def _padding_token(self, pl_module: Any) -> int | None:
+        """The token that integrated gradients and deletion put in (see ``baseline_token_id``); ``None`` when no
+        method needs one. Raises when one is needed and none is found."""
+        needs = "integrated_gradients" in self.methods or {"deletion", "insertion"} & set(self.quality)
+        given = self.method_options.get("integrated_gradients", {}).get("baseline_token_id", self.baseline_token_id)
+        if given is not None or not needs:
+            return given
+        try:
+            return padding_token(pl_module, self._embedding_module, None, "TokenExplainCallback")
+        except ValueError:
+            pad = getattr(self.tokenizer, "pad_token_id", None)
+            if isinstance(pad, int) and not isinstance(pad, bool):
+                return pad
+            raise ValueError(
+                "TokenExplainCallback: integrated_gradients and quality=('deletion', 'insertion') replace tokens with "
+                "a padding token, and neither the model (config.pad_token_id, padding_idx) nor a tokenizer names one. "
+                "Pass baseline_token_id= (e.g. tokenizer.eos_token_id for GPT-2-style models) or tokenizer=."
+            ) from None
 
     # ------------------------------------------------------------------------------- the event
     def _explanation_target(self) -> Any:
@@ -316,17 +330,12 @@ class TokenExplainCallback(ScheduledProbeCallback):
             measured = token_quality_scalars(
                 pl_module, batch, finite, explanation.target, metrics=self.quality, masks=self.masks,
                 scores=HEAD_SCORES.get(self._head, "softmax" if self._head == "language_model" else "logits"),
-                output=self.output, baseline_token_id=self._baseline_id(), step=step, prefix=self.prefix,
+                output=self.output, baseline_token_id=self._pad_id, step=step, prefix=self.prefix,
             )  # fmt: skip
             names += list(measured)
             values += list(measured.values())
         host = torch.stack(values).cpu().tolist() if values else []
         self._writer.scalars({n: v for n, v in zip(names, host, strict=True) if v == v}, step)  # NaN left out
-
-    def _baseline_id(self) -> int | None:
-        given = self._options.get("integrated_gradients", {}).get("baseline_token_id")
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        return given if given is not None else pad if isinstance(pad, int) else None
 
     def _token_text(self, ids: list[int]) -> str:
         if self.tokenizer is None:
