@@ -260,9 +260,13 @@ def test_every_callback_has_a_state_key_per_configuration():
         FeatureExplainCallback,
         ModelHistogramMonitor,
         SanityCheckCallback,
+        TokenExplainCallback,
     )
 
     pairs = [
+        (TokenExplainCallback(), TokenExplainCallback(methods=("integrated_gradients",))),
+        (TokenExplainCallback(), TokenExplainCallback(prefix="text")),
+        (TokenExplainCallback(), TokenExplainCallback(embedding="model.embed_tokens")),
         (FeatureExplainCallback(), FeatureExplainCallback(every_n_steps=4)),
         (FeatureExplainCallback(), FeatureExplainCallback(kind="sequence")),
         (ModelHistogramMonitor(), ModelHistogramMonitor(every_n_epochs=2)),
