@@ -144,7 +144,9 @@ def test_a_causal_language_model_explains_its_next_token_and_a_continuation(tmp_
     model = LitCausalLM()
     callback = TokenExplainCallback(methods=ALL, method_options={"integrated_gradients": {"steps": 4,
                                     "baseline_token_id": 2}})  # fmt: skip
-    continued = TokenExplainCallback(target=Continuation([5, 7]), prefix="continued")
+    continued = TokenExplainCallback(
+        target=Continuation([5, 7]), prefix="continued", quality=("deletion",), baseline_token_id=2
+    )
     logger = RecordingLogger()
     run = trainer(tmp_path, [callback, continued], logger=logger, max_epochs=1)
     run.fit(model, prompt_loader())
@@ -163,6 +165,10 @@ def test_a_causal_language_model_explains_its_next_token_and_a_continuation(tmp_
     torch.testing.assert_close(continuation.maps["input_x_gradient"], expected)
     tags = module.text_outcomes("language_model", continuation.logits, None, continuation.target, None, str)[1]
     assert all(tag.startswith("continuation '[5, 7]'") for tag in tags)
+    deletion, _ = token_deletion_insertion(
+        model, probe.inputs, expected, Continuation([5, 7]), attention_mask=mask, baseline_token_id=2
+    )  # the continuation's own tokens are never replaced, and its log-likelihood is the score
+    assert logger.series("continued/input_x_gradient/deletion_auc")[-1][1] == pytest.approx(deletion.mean().item())
 
 
 def test_quality_scores_each_method_beside_random_maps_and_equals_the_pure_functions(tmp_path):

@@ -66,8 +66,8 @@ def token_deletion_insertion(
         steps: the number of levels.
         baseline_token_id: the replacing token; ``None`` = the model's ``config.pad_token_id``, else its embedding's
             ``padding_idx``.
-        scores: ``"softmax"`` (the target's probability), ``"sigmoid"`` or ``"logits"``
-            (:data:`lightning_explain.attribution.faithfulness.SCORES`).
+        scores: ``"softmax"`` (the target's probability; a continuation's joint probability), ``"sigmoid"`` or
+            ``"logits"`` (a continuation's log-likelihood) (:data:`lightning_explain.attribution.faithfulness.SCORES`).
         attention_mask: (N, T), 0 on padding (never ranked, never replaced).
         forward_kwargs: further keyword arguments of ``forward``.
         embedding: the embedding layer, only to read its ``padding_idx`` when the config names no padding token.
@@ -136,7 +136,13 @@ def _needs_embedding(model: nn.Module) -> bool:
 
 
 def _token_scores(logits: Tensor, target: Target, kind: str) -> Tensor:
-    """The target's score in ``kind``: probabilities over the last dimension (classes, or a causal LM's vocabulary)."""
+    """The target's score in ``kind``: probabilities over the last dimension (classes, or a causal LM's vocabulary);
+    for a continuation, its probability (``"softmax"``) or its log-likelihood (``"logits"``)."""
+    if target.log_softmax:
+        if kind == "sigmoid":
+            raise ValueError("A Continuation's score is a probability over the vocabulary: pass scores='softmax'.")
+        log_likelihood = target.scores(logits).float()
+        return log_likelihood.exp() if kind == "softmax" else log_likelihood
     if kind == "softmax":
         if logits.ndim < 2 or logits.shape[-1] < 2:
             raise ValueError(

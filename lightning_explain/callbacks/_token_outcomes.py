@@ -1,4 +1,5 @@
-"""What each probe text's outcome reads, for TokenExplainCallback's pictures, text and metadata.
+"""TokenExplainCallback's heads: what a text model's output is, what ``target=`` means on it, and what each probe
+text's outcome reads, for the pictures, the text and the metadata.
 
 A classifier's texts read as the image grids' cells do (true and predicted class, confidence, right or wrong), by
 class name where the model's ``config.id2label`` has them; a causal language model's texts name the token (or the
@@ -8,12 +9,47 @@ continuation) explained after the prompt and its probability.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from lightning_explain.callbacks._heads import sample_outcomes
+from lightning_explain._compat import MisconfigurationException
+from lightning_explain.callbacks._heads import head_target_mode, sample_outcomes
 from lightning_explain.core.targets import Target
+from lightning_explain.core.tokens import Continuation
+
+
+def token_head(logits: Tensor, embedding: nn.Module, target: Any, owner: str) -> str | None:
+    """``"custom"`` for a callable target; ``"language_model"`` for per-token logits over the embedding's vocabulary
+    (N, T, V); ``None`` for other outputs of one row per text (the image callbacks' heads, :func:`detect_head`).
+    Raises for per-token outputs of another size."""
+    if callable(target) and not isinstance(target, Continuation):
+        return "custom"
+    if logits.ndim != 3:
+        return None
+    vocabulary = getattr(embedding, "num_embeddings", None)
+    if vocabulary is None or logits.shape[-1] == vocabulary:
+        return "language_model"
+    raise ValueError(
+        f"{owner}: the model returns one row of {logits.shape[-1]} scores per token, {tuple(logits.shape)}, not a "
+        f"language model's {vocabulary} (its vocabulary): a token-classification head. Pass target= a callable "
+        "(output, probe_targets) -> (N,) scores that says which score to explain."
+    )
+
+
+def token_target_mode(head: str, target: Any, targets: Tensor | None) -> Any:
+    """What ``target=`` means on this head: a language model's ``None`` (the predicted next token), token id or
+    :class:`~lightning_explain.core.tokens.Continuation`; the image callbacks' modes otherwise
+    (:func:`~lightning_explain.callbacks._heads.head_target_mode`)."""
+    if head != "language_model":
+        return head_target_mode("TokenExplainCallback", head, target, targets)
+    if target == "label":
+        raise MisconfigurationException(
+            "TokenExplainCallback(target='label'): a language model has no class labels; leave target=None (the "
+            "predicted next token), or pass a token id or a Continuation."
+        )
+    return None if target in (None, "predicted") else target
 
 
 def text_outcomes(

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_explain.callbacks.probe import TARGET_KEYS
+from lightning_explain.core.tokens import padding_token
 
 MARKERS = {"\u0120": " ", "\u2581": " ", "\u010a": "\\n", "\u0109": "\\t"}
 """Byte-level BPE and SentencePiece write a leading space as ``Ġ`` / ``▁`` (and a newline as ``Ċ``); drawn as such."""
@@ -59,6 +60,31 @@ def unpack_token_batch(batch: Any) -> tuple[Tensor, Tensor | None, dict[str, Ten
     )
 
 
+def padding_token_for(
+    model: nn.Module, embedding: nn.Module, given: int | None, tokenizer: Any, needed: bool
+) -> int | None:
+    """The token integrated gradients start from and deletion puts in: ``given``, else the model's
+    (``config.pad_token_id``, the embedding's ``padding_idx``), else the tokenizer's ``pad_token_id``; ``None`` when
+    nothing ``needed`` one.
+
+    Raises:
+        ValueError: one is needed and none is found; the message names ``baseline_token_id=``.
+    """
+    if given is not None or not needed:
+        return given
+    try:
+        return padding_token(model, embedding, None, "TokenExplainCallback")
+    except ValueError:
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if isinstance(pad, int) and not isinstance(pad, bool):
+            return pad
+        raise ValueError(
+            "TokenExplainCallback: integrated_gradients and quality=('deletion', 'insertion') replace tokens with a "
+            "padding token, and neither the model (config.pad_token_id, padding_idx) nor a tokenizer names one. Pass "
+            "baseline_token_id= (e.g. tokenizer.eos_token_id for GPT-2-style models) or tokenizer=."
+        ) from None
+
+
 def check_tokenizer(tokenizer: Any) -> Any:
     """``tokenizer`` if it can turn ids into text (``convert_ids_to_tokens`` or ``decode``) or is ``None``."""
     if tokenizer is None or callable(getattr(tokenizer, "convert_ids_to_tokens", None)):
@@ -99,21 +125,6 @@ def label_names(model: nn.Module) -> dict[int, str] | None:
             if any(v != f"LABEL_{k}" for k, v in named.items()):
                 return named
     return None
-
-
-def token_head(logits: Tensor, embedding: nn.Module, owner: str) -> str | None:
-    """``"language_model"`` for per-token logits over the embedding's vocabulary (N, T, V); ``None`` for other
-    outputs of one row per text (the image callbacks' heads). Raises for per-token outputs of another size."""
-    if logits.ndim != 3:
-        return None
-    vocabulary = getattr(embedding, "num_embeddings", None)
-    if vocabulary is None or logits.shape[-1] == vocabulary:
-        return "language_model"
-    raise ValueError(
-        f"{owner}: the model returns one row of {logits.shape[-1]} scores per token, {tuple(logits.shape)}, not a "
-        f"language model's {vocabulary} (its vocabulary): a token-classification head. Pass target= a callable "
-        "(output, probe_targets) -> (N,) scores that says which score to explain."
-    )
 
 
 def tokens_markdown(

@@ -14,15 +14,15 @@ from lightning_explain.analysis.map_statistics import ChangeSeries, top_mass
 from lightning_explain.attribution import Explanation, compute_token_explanation
 from lightning_explain.attribution.engine import check_methods, check_options
 from lightning_explain.attribution.tokens import TOKEN_GRADIENT_METHODS
-from lightning_explain.callbacks._heads import detect_head, head_target, head_target_mode
+from lightning_explain.callbacks._heads import detect_head, head_target
 from lightning_explain.callbacks._quality import HEAD_SCORES, check_quality, check_token_masks, token_quality_scalars
 from lightning_explain.callbacks._schedule import Schedule, ScheduledProbeCallback
 from lightning_explain.callbacks._target_choice import check_target_choice
-from lightning_explain.callbacks._token_outcomes import text_outcomes
+from lightning_explain.callbacks._token_outcomes import text_outcomes, token_head, token_target_mode
 from lightning_explain.callbacks._token_text import (
     check_tokenizer,
     label_names,
-    token_head,
+    padding_token_for,
     token_strings,
     tokens_markdown,
     unpack_token_batch,
@@ -31,13 +31,7 @@ from lightning_explain.callbacks.probe import Probe
 from lightning_explain.core.layers import LayerSpec
 from lightning_explain.core.outputs import OutputSpec, check_output_spec
 from lightning_explain.core.recording import check_logits, record_outputs
-from lightning_explain.core.tokens import (
-    Continuation,
-    TokenBatch,
-    forward_keywords,
-    padding_token,
-    resolve_embedding,
-)
+from lightning_explain.core.tokens import Continuation, TokenBatch, forward_keywords, resolve_embedding
 from lightning_explain.core.validation import check_int
 from lightning_explain.render.grids import grid_metadata
 from lightning_explain.render.tokens import render_token_rows
@@ -216,13 +210,13 @@ class TokenExplainCallback(ScheduledProbeCallback):
         self._embedding_name, self._embedding_module = resolve_embedding(pl_module, self.embedding, self._batch)
         raw, _ = record_outputs(pl_module, probe.inputs, {}, forward=self._batch)
         logits = check_logits(raw, self.output)
-        self._head = token_head(logits, self._embedding_module, "TokenExplainCallback") or detect_head(
+        self._head = token_head(logits, self._embedding_module, self.target, "TokenExplainCallback") or detect_head(
             logits, probe.targets, self.target, "TokenExplainCallback"
         )
-        if callable(self.target) and not isinstance(self.target, Continuation):
-            self._head = "custom"
-        self._target_mode = self._mode(probe)
-        self._pad_id = self._padding_token(pl_module)
+        self._target_mode = token_target_mode(self._head, self.target, probe.targets)
+        given = self.method_options.get("integrated_gradients", {}).get("baseline_token_id", self.baseline_token_id)
+        needed = "integrated_gradients" in self.methods or bool({"deletion", "insertion"} & set(self.quality))
+        self._pad_id = padding_token_for(pl_module, self._embedding_module, given, self.tokenizer, needed)
         self._options = self.method_options
         if "integrated_gradients" in self.methods:
             ig = {"baseline_token_id": self._pad_id, **self.method_options.get("integrated_gradients", {})}
@@ -243,37 +237,6 @@ class TokenExplainCallback(ScheduledProbeCallback):
             f"{self._embedding_name!r}; forward gets {with_args}."
         )
         return explanation
-
-    def _mode(self, probe: Probe) -> Any:
-        if self._head == "custom":
-            return "callable"
-        if self._head != "language_model":
-            return head_target_mode("TokenExplainCallback", self._head, self.target, probe.targets)
-        if self.target == "label":
-            raise MisconfigurationException(
-                "TokenExplainCallback(target='label'): a language model has no class labels; leave target=None (the "
-                "predicted next token), or pass a token id or a Continuation."
-            )
-        return None if self.target in (None, "predicted") else self.target
-
-    def _padding_token(self, pl_module: Any) -> int | None:
-        """The token that integrated gradients and deletion put in (see ``baseline_token_id``); ``None`` when no
-        method needs one. Raises when one is needed and none is found."""
-        needs = "integrated_gradients" in self.methods or {"deletion", "insertion"} & set(self.quality)
-        given = self.method_options.get("integrated_gradients", {}).get("baseline_token_id", self.baseline_token_id)
-        if given is not None or not needs:
-            return given
-        try:
-            return padding_token(pl_module, self._embedding_module, None, "TokenExplainCallback")
-        except ValueError:
-            pad = getattr(self.tokenizer, "pad_token_id", None)
-            if isinstance(pad, int) and not isinstance(pad, bool):
-                return pad
-            raise ValueError(
-                "TokenExplainCallback: integrated_gradients and quality=('deletion', 'insertion') replace tokens with "
-                "a padding token, and neither the model (config.pad_token_id, padding_idx) nor a tokenizer names one. "
-                "Pass baseline_token_id= (e.g. tokenizer.eos_token_id for GPT-2-style models) or tokenizer=."
-            ) from None
 
     # ------------------------------------------------------------------------------- the event
     def _explanation_target(self) -> Any:
@@ -327,8 +290,10 @@ class TokenExplainCallback(ScheduledProbeCallback):
             values.append(correct[labelled.to(correct.device)].float().mean())
         if self.quality:
             finite = {m: v for m, v in explanation.maps.items() if bool(torch.isfinite(v).all())}
+            # a Continuation is resolved on the prompts with their continuation: the metric extends them itself
+            target = self._target_mode if isinstance(self._target_mode, Continuation) else explanation.target
             measured = token_quality_scalars(
-                pl_module, batch, finite, explanation.target, metrics=self.quality, masks=self.masks,
+                pl_module, batch, finite, target, metrics=self.quality, masks=self.masks,
                 scores=HEAD_SCORES.get(self._head, "softmax" if self._head == "language_model" else "logits"),
                 output=self.output, baseline_token_id=self._pad_id, step=step, prefix=self.prefix,
             )  # fmt: skip
