@@ -48,7 +48,7 @@ def render_token_rows(
     correct: Tensor | None = None,
     title: str | None = None,
     max_tokens: int = 64,
-    width: int = 480,
+    width: int = 320,
     scale: int = 1,
 ) -> tuple[Tensor, list[list[int]]]:
     """One picture of a probe of texts and their token attributions.
@@ -138,7 +138,7 @@ def _stamp(canvas: Tensor, mask: Tensor, x: int, y: int, colour: tuple[float, ..
 
 
 LEGEND_H = _font.TALL_HEIGHT + 2 * PAD_Y
-LEGEND_WORDS = ("- most", "0", "most +", "each text scaled to its own largest |value|")
+LEGEND_WORDS = ("- most", "0", "most +", "scaled per text")
 
 
 def _header(title: str | None, width: int) -> tuple[list[tuple[int, Tensor]], int]:
@@ -153,7 +153,7 @@ def _header(title: str | None, width: int) -> tuple[list[tuple[int, Tensor]], in
 
 
 def _legend(canvas: Tensor, y: int) -> None:
-    """``- most [blue ... white ... orange] most +  each text scaled ...``: what the colours mean, on one line."""
+    """``- most [blue ... white ... orange] most +  scaled per text``: what the colours mean, on one line."""
     low, zero, high, note = (_font.text_masks([w], keep_case=True)[0] for w in LEGEND_WORDS)
     x = MARGIN
     _stamp(canvas, low, x, y + PAD_Y, INK)
