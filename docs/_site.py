@@ -21,6 +21,7 @@ ORDER = (
     "callbacks",
     "methods",
     "models",
+    "text",
     "overfitting",
     "dashboard",
     "cli",

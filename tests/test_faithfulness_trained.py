@@ -206,7 +206,12 @@ def test_an_hw_mask_broadcasts_to_every_map():
             lambda: pointing_game(torch.rand(2, 6, 6), torch.ones(2, 5, 6, dtype=torch.bool)),
             r"masks must be .*\(6, 6\)",
         ),
-        (lambda: energy_in_mask(torch.rand(6, 6), torch.ones(6, 6, dtype=torch.bool)), r"maps must be \(N, H, W\)"),
+        # (N, T) maps are token maps now; a single map without its batch dimension or a 4-D one is still refused
+        (lambda: energy_in_mask(torch.rand(6), torch.ones(6, dtype=torch.bool)), r"maps must be \(N, H, W\)"),
+        (
+            lambda: pointing_game(torch.rand(1, 1, 6, 6), torch.ones(6, 6, dtype=torch.bool)),
+            r"maps must be \(N, H, W\)",
+        ),
         (lambda: pointing_game(torch.rand(2, 6, 6), torch.ones(2, 1, 6, 6, dtype=torch.bool)), "masks must be"),
         (lambda: energy_in_mask(torch.rand(2, 6, 6), [[True]]), "masks must be"),
         (lambda: deletion_insertion(TinyCNN(), torch.rand(2, 1, 8, 8), torch.rand(3, 8, 8)), r"N = 2; got \(3, 8, 8\)"),
