@@ -7,6 +7,9 @@ tensorboard) and no network beyond localhost.
 
     python tools/screenshot_tensorboard.py                      # demo (about a minute) + screenshot
     python tools/screenshot_tensorboard.py --logdir logs/digits # an existing run instead
+    python tools/screenshot_tensorboard.py --logdir logs/text --min-colours 300 \
+        --tags explain/input_x_gradient,explain/integrated_gradients \
+        --out docs/images/tensorboard_text.png   # the text example's token pictures
 """
 
 from __future__ import annotations
@@ -120,6 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--page", default="images", help="TensorBoard tab: images or timeseries (default: images)")
     parser.add_argument("--budget-ms", type=int, default=15000, help="Chromium's virtual time budget")
     parser.add_argument("--chromium", help="the Chromium executable (default: found on PATH)")
+    parser.add_argument(
+        "--min-colours",
+        type=int,
+        default=MIN_COLOURS,
+        help=f"fewer distinct colours than this means the images did not load (default: {MIN_COLOURS}; token "
+        "pictures, flat boxes of colour, have far fewer than heatmaps)",
+    )
     args = parser.parse_args(argv)
     chromium = find_chromium(args.chromium)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             url = f"http://127.0.0.1:{port}/#{args.page}"
             for budget in (args.budget_ms, 3 * args.budget_ms):
                 colours = screenshot(chromium, url, out, (width, height), budget)
-                if colours >= MIN_COLOURS:
+                if colours >= args.min_colours:
                     break
                 print(f"only {colours} colours: the images may not have loaded; retrying with a longer wait")
             else:
