@@ -24,6 +24,7 @@ RUNS = {
     "bench_peers": ["--quick", "--model", "digits", "--batch", "2", "--repeats", "2"],
     "bench_memory": ["--quick", "--models", "digits,synthetic"],
     "bench_scale": ["--quick", "--batch", "1", "--size", "32", "--repeats", "1"],
+    "bench_text_event": ["--quick"],
     "bench_training_overhead": ["--quick", "--workload", "synthetic"],
 }
 

@@ -97,19 +97,51 @@ def check_tokenizer(tokenizer: Any) -> Any:
     )
 
 
-def token_strings(tokenizer: Any, ids: Tensor) -> list[list[str]]:
-    """Each text's tokens as strings (N lists of T): the tokenizer's tokens with their space markers drawn as
-    spaces, each token decoded on its own, or the ids themselves without a tokenizer."""
+def token_strings(tokenizer: Any, ids: Tensor) -> tuple[list[list[str]], list[list[bool]]]:
+    """Each text's tokens as strings (N lists of T) and, per token, whether it continues the word before it.
+
+    The tokenizer's tokens (each decoded on its own for a tokenizer with ``decode`` only), or the ids themselves
+    without a tokenizer. Word pieces are found as tokenizers mark them: WordPiece's ``##`` prefix; or, where a
+    probe's tokens carry word-start markers (byte-level BPE's ``Ġ``, SentencePiece's ``▁``, a decoded leading space),
+    every token without one (punctuation after a word included). Markers are dropped from the strings; the
+    tokenizer's special tokens (``[CLS]``, ``</s>``) never join, and nothing joins them.
+    """
     rows = ids.detach().cpu().tolist()
     if tokenizer is None:
-        return [[str(i) for i in row] for row in rows]
+        return [[str(i) for i in row] for row in rows], [[False] * len(row) for row in rows]
     convert = getattr(tokenizer, "convert_ids_to_tokens", None)
     if callable(convert):
-        return [[_readable(str(token)) for token in convert(row)] for row in rows]
-    return [[_readable(str(tokenizer.decode([i]))) for i in row] for row in rows]
+        raw = [[str(token) for token in convert(row)] for row in rows]
+    else:
+        raw = [[str(tokenizer.decode([i])) for i in row] for row in rows]
+    special = set(map(str, getattr(tokenizer, "all_special_tokens", ()) or ()))
+    marked = any(token[:1] in WORD_START for row in raw for token in row)
+    strings, joins = [], []
+    for row in raw:
+        joins.append(
+            [
+                k > 0 and token not in special and row[k - 1] not in special
+                and (token.startswith("##") or (marked and token[:1] not in WORD_START))
+                for k, token in enumerate(row)
+            ]
+        )  # fmt: skip
+        strings.append([_readable(token) for token in row])
+    return strings, joins
+
+
+WORD_START = ("\u0120", "\u2581", " ")
+"""What starts a word in byte-level BPE (``Ġ``), SentencePiece (``▁``) and decoded tokens (a space)."""
+
+
+def joined_text(strings: Sequence[str], joins: Sequence[bool]) -> str:
+    """Tokens written as text: a space before each, except before the pieces that continue a word."""
+    pairs = enumerate(zip(strings, joins, strict=True))
+    return "".join(("" if join or k == 0 else " ") + token for k, (token, join) in pairs)
 
 
 def _readable(token: str) -> str:
+    if token.startswith("##") and len(token) > 2:
+        token = token[2:]
     for marker, meaning in MARKERS.items():
         token = token.replace(marker, meaning)
     return token.strip() or token
@@ -136,10 +168,11 @@ def tokens_markdown(
     outcomes: Sequence[str],
     max_tokens: int,
     correct: Tensor | None = None,
+    joins: Sequence[Sequence[bool]] | None = None,
 ) -> str:
     """The probe's texts as markdown for TensorBoard's Text tab: per text its outcome (✓ right, ✗ wrong where
     ``correct`` says), then its tokens with the most positive tenth in **bold** and the most negative tenth in
-    *italics*, each followed by its value.
+    *italics*, each word followed by their values; the pieces of a split word (``joins``) are written together.
 
     TensorBoard removes colours from logged text, so emphasis marks the tokens the picture shades most.
     """
@@ -154,14 +187,21 @@ def tokens_markdown(
         positions = real[i].nonzero().flatten().tolist()
         shown = positions[:max_tokens]
         top, bottom = _extremes(values[i], positions)
-        words = []
+        groups: list[list[str]] = []  # per word: its pieces, and the values of its emphasised pieces
+        notes: list[list[str]] = []
         for t in shown:
-            word, value = _escape(row[t]), float(values[i, t])
+            piece, value = _escape(row[t]), float(values[i, t])
+            if not (joins and joins[i][t] and groups):
+                groups.append([])
+                notes.append([])
             if t in top and value > 0:
-                word = f"**{word}** ({value:+.3g})"
+                piece = f"**{piece}**"
             elif t in bottom and value < 0:
-                word = f"*{word}* ({value:+.3g})"
-            words.append(word)
+                piece = f"*{piece}*"
+            if piece.startswith("*"):
+                notes[-1].append(f"{value:+.3g}")
+            groups[-1].append(piece)
+        words = ["".join(g) + (f" ({', '.join(n)})" if n else "") for g, n in zip(groups, notes, strict=True)]
         more = f" … (+{len(positions) - len(shown)} tokens)" if len(positions) > len(shown) else ""
         mark = "" if correct is None else " ✓" if bool(correct[i]) else " ✗"
         lines += [f"text {i} · {outcomes[i]}{mark}  ", " ".join(words) + more, ""]

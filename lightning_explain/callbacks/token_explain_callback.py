@@ -21,6 +21,7 @@ from lightning_explain.callbacks._target_choice import check_target_choice
 from lightning_explain.callbacks._token_outcomes import text_outcomes, token_head, token_target_mode
 from lightning_explain.callbacks._token_text import (
     check_tokenizer,
+    joined_text,
     label_names,
     padding_token_for,
     token_strings,
@@ -155,6 +156,7 @@ class TokenExplainCallback(ScheduledProbeCallback):
         self._head = "classification"
         self._target_mode: Any = "predicted"
         self._tokens: list[list[str]] = []
+        self._joins: list[list[bool]] = []
         self._names: dict[int, str] | None = None
         self._options: dict[str, dict[str, Any]] = {}
         self._pad_id: int | None = None
@@ -222,7 +224,7 @@ class TokenExplainCallback(ScheduledProbeCallback):
             ig = {"baseline_token_id": self._pad_id, **self.method_options.get("integrated_gradients", {})}
             self._options = {**self.method_options, "integrated_gradients": ig}
         self._names = label_names(pl_module)
-        self._tokens = token_strings(self.tokenizer, probe.inputs)
+        self._tokens, self._joins = token_strings(self.tokenizer, probe.inputs)
         if self.tokenizer is None:
             self._warn(
                 "no-tokenizer",
@@ -271,12 +273,12 @@ class TokenExplainCallback(ScheduledProbeCallback):
             key = f"{self.prefix}/{method}"
             if self._writer.can_log_images:
                 image, blocks = render_token_rows(
-                    self._tokens, maps, real=real, labels=tags, correct=correct, title=f"{method}  step {step}",
-                    max_tokens=self.max_tokens,
+                    self._tokens, maps, real=real, joins=self._joins, labels=tags, correct=correct,
+                    title=f"{method}  step {step}", max_tokens=self.max_tokens,
                 )  # fmt: skip
                 metadata = grid_metadata(method, step, image.shape, blocks, samples)
                 self._writer.image(key, image.numpy(), step, metadata=metadata)
-            text = tokens_markdown(method, step, self._tokens, maps, real, tags, self.max_tokens, correct)
+            text = tokens_markdown(method, step, self._tokens, maps, real, tags, self.max_tokens, correct, self._joins)
             self._writer.text(key, text, step)
             names += [f"{key}/concentration"]
             values += [top_mass(maps, mask=real).nanmean()]
@@ -305,7 +307,8 @@ class TokenExplainCallback(ScheduledProbeCallback):
     def _token_text(self, ids: list[int]) -> str:
         if self.tokenizer is None:
             return " ".join(map(str, ids))
-        return "".join(token_strings(self.tokenizer, torch.tensor([ids]))[0])
+        strings, joins = token_strings(self.tokenizer, torch.tensor([ids]))
+        return joined_text(strings[0], joins[0])
 
     # ------------------------------------------------------------------------------ checkpoint
     def _extra_state(self) -> dict[str, Any]:

@@ -113,10 +113,11 @@ def text_masks(
     device = torch.device(device)
     longest = max((len(line) for line in lines), default=0)
     codes = torch.full((len(lines), max(longest, 1)), _INDEX[" "], dtype=torch.int64)
-    for row, line in enumerate(lines):
-        if line:
-            text = line if keep_case else line.upper()
-            codes[row, : len(line)] = torch.tensor([_INDEX.get(c, _UNKNOWN) for c in text])
+    characters = "".join(lines) if keep_case else "".join(lines).upper()
+    if characters:  # one tensor of every line's glyph indices, spread row by row into the padded table
+        lengths = torch.tensor([len(line) for line in lines])
+        filled = torch.arange(codes.shape[1])[None] < lengths[:, None]
+        codes[filled] = torch.tensor([_INDEX.get(c, _UNKNOWN) for c in characters])
     glyphs = _table(device, keep_case)[codes.to(device)]  # (L, C, 7 or 9, 6)
     height = glyphs.shape[2]
     masks = glyphs.permute(0, 2, 1, 3).reshape(len(lines), height, -1)[:, :, : max(0, longest * ADVANCE - 1)]
