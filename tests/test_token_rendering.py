@@ -72,3 +72,17 @@ def test_the_font_keeps_case_with_descenders_only_when_asked():
     assert lower[7:].any() and not upper[7:].any()  # g and y reach below the baseline; capitals do not
     assert not torch.equal(lower, upper)
     assert torch.equal(_font.text_masks(["\u00e9"], keep_case=True), _font.text_masks(["?"], keep_case=True))
+
+
+def test_the_pieces_of_a_split_word_touch():
+    """Without joins three boxes with white gaps between them; with joins one unbroken box of colour."""
+    tokens, values = [["sh", "ad", "ow"]], torch.ones(1, 3)
+
+    def coloured_runs(joins) -> int:
+        image, blocks = render_token_rows(tokens, values, joins=joins)
+        row = image[blocks[0][1] + 3].numpy()  # a line of the boxes' top padding: no text, only background
+        coloured = (row != 255).any(axis=-1)
+        return int(coloured[0] + (coloured[1:] & ~coloured[:-1]).sum())
+
+    assert coloured_runs(None) == 3
+    assert coloured_runs([[False, True, True]]) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
+from tensorboard.plugin_util import markdown_to_safe_html
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import BatchEncoding
 
@@ -80,15 +81,17 @@ def test_text_batches_unpack_as_tokenizers_and_collators_make_them():
 
 
 def test_the_markdown_marks_the_extremes_joins_pieces_escapes_and_cuts():
-    tokens = [["[CLS]", "sh", "ad", "ow", "*bold*", "x", "[PAD]"]]
-    values = torch.tensor([[0.0, 0.9, 0.1, 0.0, -0.5, 0.01, 0.0]])
+    """As TensorBoard's Text tab renders it (its own markdown and sanitiser)."""
+    tokens = [["[CLS]", "sh", "ad", "ow", "*bold*", "<b>x</b>", "[PAD]"]]
+    values = torch.tensor([[0.0, 0.9, -0.8, 0.0, -0.5, 0.01, 0.0]])
     real = torch.tensor([[True] * 6 + [False]])
     joins = [[False, False, True, True, False, False, False]]
     text = tokens_markdown("saliency", 7, tokens, values, real, ["true a  pred a 90%"], 64, torch.tensor([True]), joins)
-    lines = text.split("\n")
-    assert lines[0].startswith("**saliency** at step 7")
-    assert lines[2] == "text 0 · true a  pred a 90% ✓  "
-    assert lines[3] == "\\[CLS\\] **sh**adow (+0.9) *\\*bold\\** (-0.5) x"  # one tenth of 6 tokens: one each way
+    shown = markdown_to_safe_html(text).split("\n")
+    assert shown[0].startswith("<p><strong>saliency</strong> at step 7")
+    assert shown[1] == "<p>text 0 · true a  pred a 90% ✓<br>"
+    # one tenth of 6 real tokens each way: "sh" (+0.9) and "ad" (-0.8), inside one word; the others literal text
+    assert shown[2] == "[CLS] <strong>sh</strong><em>ad</em>ow (+0.9, -0.8) *bold* &lt;b&gt;x&lt;/b&gt;</p>"
     cut = tokens_markdown("saliency", 7, tokens, values, real, ["t"], 2, None, joins)
     assert cut.split("\n")[3].endswith("… (+4 tokens)") and "✓" not in cut
 

@@ -3,6 +3,7 @@ the searchable text (markdown) logged beside each picture."""
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from lightning_explain.core.tokens import padding_token
 
 MARKERS = {"\u0120": " ", "\u2581": " ", "\u010a": "\\n", "\u0109": "\\t"}
 """Byte-level BPE and SentencePiece write a leading space as ``Ġ`` / ``▁`` (and a newline as ``Ċ``); drawn as such."""
-_MARKDOWN_SPECIAL = "\\`*_{}[]()#+-.!|<>"
+_MARKDOWN_SPECIAL = "\\`*_{}[]()#+-.!|"
 
 
 def unpack_token_batch(batch: Any) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
@@ -171,8 +172,9 @@ def tokens_markdown(
     joins: Sequence[Sequence[bool]] | None = None,
 ) -> str:
     """The probe's texts as markdown for TensorBoard's Text tab: per text its outcome (✓ right, ✗ wrong where
-    ``correct`` says), then its tokens with the most positive tenth in **bold** and the most negative tenth in
-    *italics*, each word followed by their values; the pieces of a split word (``joins``) are written together.
+    ``correct`` says), then its tokens with the most positive tenth in bold (``<strong>``) and the most negative
+    tenth in italics (``<em>``), each word followed by their values; the pieces of a split word (``joins``) are
+    written together; tokens are literal text (markdown and HTML characters escaped).
 
     TensorBoard removes colours from logged text, so emphasis marks the tokens the picture shades most.
     """
@@ -194,11 +196,9 @@ def tokens_markdown(
             if not (joins and joins[i][t] and groups):
                 groups.append([])
                 notes.append([])
-            if t in top and value > 0:
-                piece = f"**{piece}**"
-            elif t in bottom and value < 0:
-                piece = f"*{piece}*"
-            if piece.startswith("*"):
+            emphasis = "strong" if t in top and value > 0 else "em" if t in bottom and value < 0 else None
+            if emphasis:  # HTML tags (TensorBoard keeps strong and em): unambiguous inside a split word
+                piece = f"<{emphasis}>{piece}</{emphasis}>"
                 notes[-1].append(f"{value:+.3g}")
             groups[-1].append(piece)
         words = ["".join(g) + (f" ({', '.join(n)})" if n else "") for g, n in zip(groups, notes, strict=True)]
@@ -219,4 +219,6 @@ def _extremes(values: Tensor, positions: list[int]) -> tuple[set[int], set[int]]
 
 
 def _escape(token: str) -> str:
+    """``token`` as literal text in markdown: HTML's special characters as entities, markdown's escaped."""
+    token = html.escape(token, quote=False)
     return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in token) or "\u2423"

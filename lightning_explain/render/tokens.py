@@ -106,7 +106,7 @@ def render_token_rows(
         for k, (text, background, text_ink, joined) in enumerate(items):
             box_w = _font.text_width(len(text), scale) + 2 * PAD_X
             if joined and k > 1:
-                x -= GAP  # a word piece touches the piece before it
+                x -= GAP + 2 * PAD_X - 1  # a word piece's letters follow the piece before it, one column apart
             if x > MARGIN and x + box_w > width - MARGIN:
                 x, y = MARGIN, y + line_h + GAP
             boxes.append((x, y, box_w, text, background, text_ink))
@@ -121,8 +121,9 @@ def render_token_rows(
     for (_, top, _, height), following in zip(blocks[:-1], blocks[1:], strict=True):
         canvas[(top + height + following[1]) // 2, MARGIN : width - MARGIN] = 217  # a rule between texts
     masks = _font.text_masks([text for _, _, _, text, _, _ in boxes], scale, keep_case=True).numpy()
-    for (x, top, box_w, text, background, text_ink), mask in zip(boxes, masks, strict=True):
+    for x, top, box_w, _, background, _ in boxes:  # every box first: a word piece's box overlaps its neighbour's
         canvas[top : top + line_h, x : min(x + box_w, width)] = background
+    for (x, top, _, text, _, text_ink), mask in zip(boxes, masks, strict=True):
         _stamp(canvas, mask[:, : _font.text_width(len(text), scale)], x + PAD_X, top + PAD_Y, text_ink)
     return torch.from_numpy(canvas), blocks
 
