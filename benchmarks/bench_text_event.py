@@ -18,8 +18,9 @@ texts with their keyword masks, Trainer settings and callback), with its default
 
    Printed in milliseconds and as ``one event = N training steps``.
 2. The whole run: ``Trainer.fit`` of the example (3 epochs, 189 steps, an event at step 0, every 20 steps and at each
-   epoch's end: 13 events) with the example's callback against the same fit without it (same seed, data and Trainer,
-   a TensorBoard logger in both), alternating, median wall times and their ratio. The fit without the callback also
+   epoch's end: 13 events) with the example's callback, and with ``TokenExplainCallback``'s default methods (no
+   quality) at the same schedule, against the same fit without it (same seed, data and Trainer, a TensorBoard logger
+   in every arm), alternating, median wall times and their ratio. The fit without the callback also
    gives the cost of a step inside Lightning (fit time / steps, validation included). Whole-fit ratios are noisy on a
    shared machine, so the time spent inside the callback's hooks is also measured and printed as ``1 + hooks / fit
    without``, an estimate that noise from other processes inflates less (PNG encoding and file writing run on the
@@ -159,11 +160,20 @@ def timed(callback: TokenExplainCallback) -> TokenExplainCallback:
     return callback
 
 
-def fit_seconds(example, args, with_callback: bool, device: torch.device) -> tuple[float, float, int]:
-    """One ``Trainer.fit`` of the example: ``(seconds, seconds inside the callback's hooks, steps)``."""
+def fit_seconds(example, args, callback: str | None, device: torch.device) -> tuple[float, float, int]:
+    """One ``Trainer.fit`` of the example: ``(seconds, seconds inside the callback's hooks, steps)``.
+
+    ``callback``: ``None``, ``"example"`` (the example's: three methods and quality) or ``"defaults"``
+    (``TokenExplainCallback``'s default methods, no quality, at the example's schedule)."""
     seed_everything(args.seed, verbose=False)
     parts = example.build(args)  # data and tokenizer outside the timing
-    callbacks = [timed(example.explain_callback(parts, args))] if with_callback else []
+    made = {
+        "example": lambda: example.explain_callback(parts, args),
+        "defaults": lambda: TokenExplainCallback(
+            tokenizer=parts["tokenizer"], probe=parts["probe"], every_n_steps=args.every_n_steps
+        ),
+    }
+    callbacks = [timed(made[callback]())] if callback else []
     with tempfile.TemporaryDirectory() as logdir:
         trainer = example.make_trainer(args, TensorBoardLogger(logdir, name=""), callbacks)
         _hook_seconds[0] = 0.0
@@ -175,18 +185,22 @@ def fit_seconds(example, args, with_callback: bool, device: torch.device) -> tup
 
 
 def run_costs(example, args, device: torch.device, repeats: int, step_ms: float) -> dict[str, float]:
-    """Part 2: the example's whole fit with and without its callback, alternating."""
-    fit_seconds(example, args, True, device)  # warm-up
-    arms = {"fit without callback": False, "fit with the example's callback": True}
+    """Part 2: the example's whole fit without a callback, with its callback and with the default methods,
+    alternating."""
+    fit_seconds(example, args, "example", device)  # warm-up
+    arms = {
+        "fit without callback": None,
+        "fit with the example's callback": "example",
+        "fit with the default methods": "defaults",
+    }
     samples: dict[str, list[float]] = {name: [] for name in arms}
-    hooks: list[float] = []
+    hooks: dict[str, list[float]] = {name: [] for name in arms}
     steps = 0
     for round_index in range(repeats):
         for name in arms if round_index % 2 == 0 else reversed(list(arms)):
             seconds, in_hooks, steps = fit_seconds(example, args, arms[name], device)
             samples[name].append(seconds)
-            if arms[name]:
-                hooks.append(in_hooks)
+            hooks[name].append(in_hooks)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     base = medians["fit without callback"]
     print(f"\n## the example's whole run ({steps} steps, {repeats} fits per arm, alternating)")
@@ -194,15 +208,18 @@ def run_costs(example, args, device: torch.device, repeats: int, step_ms: float)
     for name, median in medians.items():
         runs = " ".join(f"{v:.2f}" for v in samples[name])
         print(f"{name:<34} {median:>9.2f} {median / base:>6.3f}x   {runs}")
-    in_hooks = statistics.median(hooks)
+    in_hooks = statistics.median(hooks["fit with the example's callback"])
+    in_default_hooks = statistics.median(hooks["fit with the default methods"])
     per_step = base / max(steps, 1) * 1e3
-    print(f"time inside the callback's hooks: {in_hooks:.2f} s per fit (median)")
+    print(f"time inside the callback's hooks per fit (median): {in_hooks:.2f} s; defaults {in_default_hooks:.2f} s")
     print(f"a step of the fit without the callback: {per_step:.1f} ms (validation and Lightning included)")
     if step_ms == step_ms:  # part 1 ran
         print(f"a bare training step (part 1): {step_ms:.1f} ms")
     ratios = {
         "run with callback / without": medians["fit with the example's callback"] / base,
         "run hook-time estimate 1 + hooks / without": 1 + in_hooks / base,
+        "run with the default methods / without": medians["fit with the default methods"] / base,
+        "run default methods hook-time estimate 1 + hooks / without": 1 + in_default_hooks / base,
     }
     for name, ratio in ratios.items():
         print(f"ratio {name} = {ratio:.3f}x")
