@@ -30,8 +30,14 @@ SCALAR_NAMES = {
 }
 """The scalar each metric is logged as: ``{prefix}/{method}/{name}`` and ``{prefix}/random/{name}``."""
 
-HEAD_SCORES = {"classification": "softmax", "segmentation": "softmax", "multilabel": "sigmoid"}
-"""The score the deletion and insertion curves follow per head (the raw output for regression and callables)."""
+HEAD_SCORES = {
+    "classification": "softmax",
+    "segmentation": "softmax",
+    "multilabel": "sigmoid",
+    "language_model": "softmax",
+}
+"""The score the deletion and insertion curves follow per head (the raw output for regression and callables; a
+language model's next-token probability, or its continuation's)."""
 
 
 def check_quality(

@@ -232,8 +232,8 @@ class TokenExplainCallback(ScheduledProbeCallback):
                 "to read the tokens.",
             )
         explanation = self._compute(pl_module)
-        given = ["input_ids", *(["attention_mask"] if self._batch.mask_in_forward and mask is not None else [])]
-        with_args = ", ".join([*given, *extra])
+        mask_passed = self._batch.mask_in_forward and mask is not None
+        with_args = ", ".join(["input_ids", *(["attention_mask"] if mask_passed else []), *extra])
         rank_zero_info(
             f"TokenExplainCallback: {', '.join(self.methods)} for the {self._head} head at the embedding layer "
             f"{self._embedding_name!r}; forward gets {with_args}."
@@ -296,7 +296,7 @@ class TokenExplainCallback(ScheduledProbeCallback):
             target = self._target_mode if isinstance(self._target_mode, Continuation) else explanation.target
             measured = token_quality_scalars(
                 pl_module, batch, finite, target, metrics=self.quality, masks=self.masks,
-                scores=HEAD_SCORES.get(self._head, "softmax" if self._head == "language_model" else "logits"),
+                scores=HEAD_SCORES.get(self._head, "logits"),
                 output=self.output, baseline_token_id=self._pad_id, step=step, prefix=self.prefix,
             )  # fmt: skip
             names += list(measured)

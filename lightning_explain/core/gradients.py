@@ -150,7 +150,8 @@ def gradient_pass(
         input_grad: whether ``dS/dx`` is wanted.
         output: which tensor of the model's output to explain (:func:`~lightning_explain.core.outputs.select_output`);
             a resolved :class:`~lightning_explain.core.targets.Target` brings its own.
-        forward: how to call the model on ``inputs`` (:data:`ForwardFn`); ``None`` = ``model(inputs)``.
+        forward: how to call the model on ``inputs`` (:data:`~lightning_explain.core.gradients.ForwardFn`); ``None``
+            = ``model(inputs)``.
         layer_value: a tensor that replaces the layer's output in this pass (``activation`` and
             ``activation_grad`` are then its own and the gradient with respect to it): integrated gradients at a
             layer, such as a text model's embedding, run the model on points between two of its outputs.
