@@ -3,7 +3,7 @@ every event, beside random maps (the floor a map has to beat)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -102,23 +102,45 @@ def quality_scalars(
     The random maps are drawn from a generator of their own seeded with the step (the training streams are not
     touched, and a resumed run draws the same maps).
     """
-    generator = torch.Generator(device=inputs.device).manual_seed(int(step))
     shape = (inputs.shape[0], *inputs.shape[2:])
-    candidates = {**maps, "random": torch.rand(shape, generator=generator, device=inputs.device)}
-    masks = None if masks is None else masks.to(inputs.device)
+
+    def curves(method_maps: Tensor) -> tuple[Tensor, Tensor]:
+        return deletion_insertion(model, inputs, method_maps, target, scores=scores, output=output)
+
+    return _scalars(maps, _random_maps(shape, step, inputs.device), curves, metrics, masks, None, prefix)
+
+
+def _random_maps(shape: tuple[int, ...], step: int, device: torch.device) -> Tensor:
+    """Uniform random maps from a generator of their own seeded with ``step``."""
+    generator = torch.Generator(device=device).manual_seed(int(step))
+    return torch.rand(shape, generator=generator, device=device)
+
+
+def _scalars(
+    maps: dict[str, Tensor],
+    random: Tensor,
+    curves: Callable[[Tensor], tuple[Tensor, Tensor]],
+    metrics: Sequence[str],
+    masks: Tensor | None,
+    within: Tensor | None,
+    prefix: str,
+) -> dict[str, Tensor]:
+    """Each metric's mean for every method's maps and the random maps; ``curves(maps)`` gives deletion and
+    insertion, the localisation metrics count only ``within`` (a text's real tokens) where given."""
+    masks = None if masks is None else masks.to(random.device)
     values: dict[str, Tensor] = {}
-    for method, method_maps in candidates.items():
+    for method, method_maps in {**maps, "random": random}.items():
         key = f"{prefix}/{method}"
         if "deletion" in metrics or "insertion" in metrics:
-            deletion, insertion = deletion_insertion(model, inputs, method_maps, target, scores=scores, output=output)
+            deletion, insertion = curves(method_maps)
             if "deletion" in metrics:
                 values[f"{key}/{SCALAR_NAMES['deletion']}"] = deletion.mean()
             if "insertion" in metrics:
                 values[f"{key}/{SCALAR_NAMES['insertion']}"] = insertion.mean()
         if "pointing_game" in metrics:
-            values[f"{key}/pointing_game"] = pointing_game(method_maps, masks).float().mean()
+            values[f"{key}/pointing_game"] = pointing_game(method_maps, masks, within=within).float().mean()
         if "energy_in_mask" in metrics:
-            values[f"{key}/energy_in_mask"] = energy_in_mask(method_maps, masks).mean()
+            values[f"{key}/energy_in_mask"] = energy_in_mask(method_maps, masks, within=within).mean()
     return values
 
 
@@ -150,23 +172,12 @@ def token_quality_scalars(
     token (:func:`~lightning_explain.attribution.token_deletion_insertion`); the pointing game and the energy in the
     mask are taken over each text's real tokens. Random maps from a generator of their own seeded with the step."""
     ids, real = batch.input_ids, batch.real
-    generator = torch.Generator(device=ids.device).manual_seed(int(step))
-    candidates = {**maps, "random": torch.rand(ids.shape, generator=generator, device=ids.device) * real}
-    masks = None if masks is None else masks.to(ids.device)
-    values: dict[str, Tensor] = {}
-    for method, method_maps in candidates.items():
-        key = f"{prefix}/{method}"
-        if "deletion" in metrics or "insertion" in metrics:
-            deletion, insertion = token_deletion_insertion(
-                model, ids, method_maps, target, scores=scores, output=output, batch=batch,
-                baseline_token_id=baseline_token_id,
-            )  # fmt: skip
-            if "deletion" in metrics:
-                values[f"{key}/{SCALAR_NAMES['deletion']}"] = deletion.mean()
-            if "insertion" in metrics:
-                values[f"{key}/{SCALAR_NAMES['insertion']}"] = insertion.mean()
-        if "pointing_game" in metrics:
-            values[f"{key}/pointing_game"] = pointing_game(method_maps, masks, within=real).float().mean()
-        if "energy_in_mask" in metrics:
-            values[f"{key}/energy_in_mask"] = energy_in_mask(method_maps, masks, within=real).mean()
-    return values
+
+    def curves(method_maps: Tensor) -> tuple[Tensor, Tensor]:
+        return token_deletion_insertion(
+            model, ids, method_maps, target, scores=scores, output=output, batch=batch,
+            baseline_token_id=baseline_token_id,
+        )  # fmt: skip
+
+    random = _random_maps(tuple(ids.shape), step, ids.device) * real
+    return _scalars(maps, random, curves, metrics, masks, real, prefix)
