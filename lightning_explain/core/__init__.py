@@ -14,6 +14,9 @@ the random streams):
 - :func:`record_outputs` / :func:`forward_logits`: one forward pass that records chosen modules'
   outputs, or just the logits and targets;
 - :func:`resolve_layer` / :func:`find_target_layer`: the layer a layer method explains;
+- :class:`TokenBatch` / :func:`resolve_embedding` / :class:`Continuation` / :class:`TokenTarget`: how a text model is
+  called on token ids (its attention mask and keyword arguments passed on), the embedding layer its tokens are
+  explained at, and what a causal language model is explained for;
 - :func:`detect_layout` / :class:`LayerLayout`: how that layer's output is laid out (feature map,
   channels-last, or tokens with prefix tokens and a patch grid);
 - :func:`eager_view` / :func:`uncompiled` / :func:`get_layer` / :func:`plain_layer_name`: models compiled with
@@ -39,15 +42,18 @@ from lightning_explain.core.targets import (
     ClassPicker,
     Target,
     TargetSpec,
+    TokenTarget,
     resolve_target,
     select_targets,
     target_scores,
 )
+from lightning_explain.core.tokens import Continuation, TokenBatch, find_embedding, resolve_embedding
 from lightning_explain.core.validation import check_images, check_int, check_ints, check_number, is_int, is_number
 
 __all__ = [
     "LAYOUTS",
     "ClassPicker",
+    "Continuation",
     "GradientPass",
     "LayerLayout",
     "LayerSpec",
@@ -55,6 +61,8 @@ __all__ = [
     "OutputSpec",
     "Target",
     "TargetSpec",
+    "TokenBatch",
+    "TokenTarget",
     "call_order",
     "check_images",
     "check_inputs",
@@ -66,6 +74,7 @@ __all__ = [
     "detect_layout",
     "eager_view",
     "explanation_mode",
+    "find_embedding",
     "find_target_layer",
     "forward_logits",
     "get_layer",
@@ -80,6 +89,7 @@ __all__ = [
     "preserved_global_rng",
     "preserved_torch_rng",
     "record_outputs",
+    "resolve_embedding",
     "resolve_layer",
     "resolve_target",
     "restore_modes",
