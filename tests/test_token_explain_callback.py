@@ -240,6 +240,14 @@ class OneHotText(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+class LitTagger(LitTextClassifier):
+    """A token-classification head: one row of 3 scores per token (N, T, 3), not over the vocabulary."""
+
+    def forward(self, input_ids, attention_mask=None):
+        hidden = self.model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return hidden[..., :3]
+
+
 def bad_starts():
     """(callback, model, loaders, the message) for configurations only the model or the data can refute."""
     floats = DataLoader([(torch.randn(6), 0)] * 8, batch_size=4)
@@ -256,6 +264,8 @@ def bad_starts():
         "a label for a language model": (TokenExplainCallback(target="label"), LitCausalLM, (prompt_loader(), None),
                                          "no class labels"),
         "a class beyond the head": (TokenExplainCallback(target=7), LitTextClassifier, None, "out of range"),
+        "a token-classification head": (TokenExplainCallback(), LitTagger, None,
+                                        r"one row of 3 scores per token.*Pass target= a callable"),
     }  # fmt: skip
 
 
