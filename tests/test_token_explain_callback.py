@@ -343,3 +343,21 @@ def test_the_padding_token_comes_from_the_argument_the_model_or_the_tokenizer(tm
     bert = TokenExplainCallback(methods=ALL, tokenizer=GPT2Tokenizer())
     fit(tmp_path, bert, max_epochs=1)
     assert bert._pad_id == 0  # the model's config.pad_token_id comes first
+
+
+def test_a_callable_target_explains_any_head(tmp_path):
+    """A token-classification head with a callable target: the tag score of each text's first token, class 1."""
+
+    def first_token_tag(output, probe_targets):
+        return output[:, 0, 1]
+
+    callback = TokenExplainCallback(target=first_token_tag, every_n_epochs=None)
+    model, _ = fit(tmp_path, callback, model=LitTagger(), loaders=(text_loaders()[0], None), max_epochs=1)
+    assert callback.head == "custom"
+    probe = callback.probe
+    with torch.no_grad():
+        maps = callback._compute(model).maps["input_x_gradient"]
+    expected = token_attribution(
+        model, probe.inputs, lambda out: out[:, 0, 1], attention_mask=probe.forward_kwargs["attention_mask"]
+    )
+    torch.testing.assert_close(maps, expected)
