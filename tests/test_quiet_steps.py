@@ -135,3 +135,40 @@ def test_the_recorder_counts_package_calls_and_ignores_others():
     names = {name for _, name in recorder.calls}
     assert {step for step, _ in recorder.calls} == {7}
     assert {"topk", "sum"} <= names
+
+
+def test_a_text_model_s_quiet_steps_do_no_tensor_work_and_no_host_sync(tmp_path, monkeypatch):
+    """The same for TokenExplainCallback on a BERT classifier with dict batches: events at steps 0, 4 and 8 only."""
+    from text_models import LitTextClassifier, text_loaders
+
+    from lightning_explain import TokenExplainCallback
+    from lightning_explain.callbacks import token_explain_callback
+
+    callback = TokenExplainCallback(every_n_steps=4, every_n_epochs=None, probe_size=4)
+    fit_trainer = trainer(tmp_path, [callback], logger=TensorBoardLogger(tmp_path), max_epochs=2)
+    entered: list[int] = []
+    original = token_explain_callback.compute_token_explanation
+
+    def counting(*args, **kwargs):
+        entered.append(fit_trainer.global_step)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(token_explain_callback, "compute_token_explanation", counting)
+    syncs: list[int] = []
+    for method in SYNCING:
+        original_method = getattr(torch.Tensor, method)
+
+        def recording(self, *args, _original=original_method, **kwargs):
+            if package_frame() is not None:
+                syncs.append(fit_trainer.global_step)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, recording)
+    train, val = text_loaders(n_train=40, n_val=8)  # 5 steps an epoch, 10 in all
+    torch_calls = PackageTorchCalls(fit_trainer)
+    with torch_calls:
+        fit_trainer.fit(LitTextClassifier(), train, val)
+    assert fit_trainer.global_step == 10
+    assert sorted(entered) == sorted(EVENT_STEPS)  # one explanation per event (the dry run is step 0's)
+    assert {step for step, _ in torch_calls.calls} == EVENT_STEPS
+    assert set(syncs) == EVENT_STEPS
